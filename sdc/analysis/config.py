@@ -1,0 +1,154 @@
+"""Analysis settings: defaults < config file < environment < the `config` argument.
+
+The config file is TOML: `$SDC_CONFIG`, else `$XDG_CONFIG_HOME/sdc/config.toml`
+(default `~/.config/sdc/config.toml`). Keys may sit at the top level or in an
+`[analysis]` table. Example:
+
+    [analysis]
+    analyzer = "auto"                 # or offline, darknet, onnx, grounding-dino, owlv2
+    grounding_model = "/models/grounding-dino-tiny"
+    sam_checkpoint = "/models/sam_vit_b_01ec64.pth"
+    lmm_base_url = "http://127.0.0.1:8000/v1"
+    lmm_model = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+Environment: SDC_ANALYZER, SDC_LMM_BASE_URL (or OPENAI_BASE_URL), SDC_LMM_MODEL,
+SDC_LMM_API_KEY (or OPENAI_API_KEY), SDC_LMM_TIMEOUT, SDC_VLM_MODEL,
+SDC_GROUNDING_MODEL, SDC_SAM_CHECKPOINT, SDC_ALLOW_DOWNLOAD.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from sdc.errors import UsageError
+
+DEFAULTS: dict = {
+    "analyzer": "auto",
+    # masks: auto (SAM when its weights are present, else grabcut), box, grabcut, sam, sam-hf
+    "masks": "auto",
+    # ranker: auto (an LMM when one is configured/present, else heuristic), heuristic, openai, vlm
+    "ranker": "auto",
+    "grounding_model": "IDEA-Research/grounding-dino-tiny",
+    "owlv2_model": "google/owlv2-base-patch16-ensemble",
+    "box_threshold": 0.30,
+    "text_threshold": 0.25,
+    "sam_checkpoint": None,  # segment-anything .pth (loaded with weights_only=True)
+    "sam_model_type": None,  # vit_b / vit_l / vit_h; inferred from the checkpoint when unset
+    "sam_hf_model": "facebook/sam-vit-base",
+    "vlm_model": None,  # transformers vision-language model id or path, e.g. HuggingFaceTB/SmolVLM-256M-Instruct
+    "vlm_max_new_tokens": 768,
+    "lmm_base_url": None,  # OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1
+    "lmm_model": None,
+    "lmm_api_key": None,
+    "lmm_timeout": 60.0,  # seconds per request
+    "detector_cfg": None,  # Darknet .cfg
+    "detector_weights": None,  # Darknet .weights
+    "detector_onnx": None,  # ONNX detector (YOLO-style output)
+    "detector_names": None,  # class names, one per line
+    "detector_input_size": 320,
+    "detector_threshold": 0.3,
+    "max_objects": 40,
+    "allow_download": False,  # let transformers fetch weights from the Hugging Face hub
+    "trust_remote_code": False,  # pass trust_remote_code=True to transformers (only when asked)
+    "device": "cpu",
+}
+
+_ENV = {
+    "SDC_ANALYZER": "analyzer",
+    "SDC_LMM_BASE_URL": "lmm_base_url",
+    "SDC_LMM_MODEL": "lmm_model",
+    "SDC_LMM_API_KEY": "lmm_api_key",
+    "SDC_LMM_TIMEOUT": "lmm_timeout",
+    "SDC_VLM_MODEL": "vlm_model",
+    "SDC_GROUNDING_MODEL": "grounding_model",
+    "SDC_SAM_CHECKPOINT": "sam_checkpoint",
+    "SDC_ALLOW_DOWNLOAD": "allow_download",
+}
+
+
+def config_path() -> Path:
+    if os.environ.get("SDC_CONFIG"):
+        return Path(os.environ["SDC_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "sdc" / "config.toml"
+
+
+def read_config_file(path: Path | None = None) -> dict:
+    path = path or config_path()
+    if not path.is_file():
+        if os.environ.get("SDC_CONFIG"):
+            raise UsageError(f"config file {path} (from SDC_CONFIG) does not exist")
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"config file {path}: {e}") from None
+    section = data.get("analysis", data)
+    if not isinstance(section, dict):
+        raise UsageError(f"config file {path}: [analysis] must be a table")
+    return {k: v for k, v in section.items() if not isinstance(v, dict)}
+
+
+def _bool(v) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("1", "true", "yes", "on")
+    return bool(v)
+
+
+def resolve_config(config: dict | None = None, *, read_file: bool = True) -> dict:
+    cfg = dict(DEFAULTS)
+    if read_file:
+        cfg.update(read_config_file())
+    for env, key in _ENV.items():
+        if os.environ.get(env):
+            cfg[key] = os.environ[env]
+    if not cfg.get("lmm_base_url") and os.environ.get("OPENAI_BASE_URL"):
+        cfg["lmm_base_url"] = os.environ["OPENAI_BASE_URL"]
+    if not cfg.get("lmm_api_key") and os.environ.get("OPENAI_API_KEY"):
+        cfg["lmm_api_key"] = os.environ["OPENAI_API_KEY"]
+    if config:
+        cfg.update({k: v for k, v in config.items() if v is not None})
+    for key in ("allow_download", "trust_remote_code"):
+        cfg[key] = _bool(cfg.get(key))
+    for key in ("lmm_timeout", "box_threshold", "text_threshold", "detector_threshold"):
+        try:
+            cfg[key] = float(cfg[key])
+        except (TypeError, ValueError):
+            raise UsageError(f"analysis setting {key} must be a number, got {cfg[key]!r}") from None
+    for key in ("max_objects", "detector_input_size", "vlm_max_new_tokens"):
+        try:
+            cfg[key] = int(cfg[key])
+        except (TypeError, ValueError):
+            raise UsageError(f"analysis setting {key} must be an integer, got {cfg[key]!r}") from None
+    return cfg
+
+
+def hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "huggingface" / "hub"
+
+
+def model_available(name_or_path: str | None) -> bool:
+    """True when a transformers model is on this machine: a local directory with a
+    config.json, or a Hugging Face cache snapshot holding config.json and weights.
+    Never touches the network and imports nothing heavy."""
+    if not name_or_path:
+        return False
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        return (p / "config.json").is_file()
+    if p.exists() or "/" not in name_or_path or name_or_path.count("/") != 1:
+        return False
+    repo = hf_cache_dir() / ("models--" + name_or_path.replace("/", "--")) / "snapshots"
+    if not repo.is_dir():
+        return False
+    for snap in repo.iterdir():
+        if (snap / "config.json").exists() and (
+                any(snap.glob("*.safetensors")) or any(snap.glob("*.bin"))):
+            return True
+    return False
