@@ -1,0 +1,114 @@
+"""Table-driven range coding of integer symbols with constriction.
+
+Why constriction (and not compressai's C++ rANS): its decoders are memory
+safe, so a hostile or damaged substream can at worst decode to wrong symbols
+or raise, never read out of bounds; compressai's rANS decoder trusts its
+input (its escape path reads an unbounded number of words). Both would be
+exact; speed is comparable because symbols are coded in batches, one batch per
+probability table.
+
+A *table* is a quantized CDF (compressai's format: ``cdf[0] = 0``, strictly
+increasing, ``cdf[length - 1] = 2**16``) over the symbols
+``offset, offset + 1, ..., offset + length - 3`` plus one escape slot at the
+end. Each symbol is coded with the table its index selects. Values outside a
+table's range are coded as the escape slot and then, after all table-coded
+symbols, as a zig-zag integer: 5 bits of length, then the bits in 16-bit
+pieces, all with uniform models.
+
+Coding order (the decoder repeats it): tables in increasing index order; within
+a table, symbols in the order given. One queue (FIFO) range coder per call.
+"""
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+Categorical = constriction.stream.model.Categorical
+Uniform = constriction.stream.model.Uniform
+RangeEncoder = constriction.stream.queue.RangeEncoder
+RangeDecoder = constriction.stream.queue.RangeDecoder
+
+MAX_ESCAPE_BITS = 31
+
+
+class EntropyDecodeError(ValueError):
+    """A substream does not decode (damaged, truncated or from other weights)."""
+
+
+class TableCoder:
+    """Encode/decode int symbols, each with the table its index selects."""
+
+    def __init__(self, cdfs: np.ndarray, cdf_lengths: np.ndarray, offsets: np.ndarray):
+        cdfs = np.asarray(cdfs, dtype=np.int64)
+        self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1)
+        self.sizes = np.asarray(cdf_lengths, dtype=np.int64).reshape(-1) - 1  # slots incl. escape
+        self.models = []
+        for i, length in enumerate(np.asarray(cdf_lengths).reshape(-1)):
+            pmf = np.diff(cdfs[i, :length]).astype(np.float64)
+            if pmf.min() <= 0:
+                raise ValueError(f"table {i} has an empty slot")
+            self.models.append(Categorical(pmf, perfect=False))
+        self._len_model = Uniform(MAX_ESCAPE_BITS + 1)
+        self._piece_model = Uniform(1 << 16)
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
+        indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
+        order = np.argsort(indexes, kind="stable")
+        sorted_idx = indexes[order]
+        slots = symbols[order] - self.offsets[sorted_idx]
+        escape_slot = self.sizes[sorted_idx] - 1
+        escaped = (slots < 0) | (slots >= escape_slot)
+        slots = np.where(escaped, escape_slot, slots).astype(np.int32)
+        enc = RangeEncoder()
+        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_idx)]):
+            if stop > start:
+                enc.encode(slots[start:stop], self.models[sorted_idx[start]])
+        for value in symbols[order][escaped]:
+            self._encode_escape(enc, int(value))
+        return enc.get_compressed().tobytes()
+
+    def _encode_escape(self, enc: RangeEncoder, value: int) -> None:
+        u = 2 * value if value >= 0 else -2 * value - 1  # zig-zag
+        nbits = u.bit_length()
+        if nbits > MAX_ESCAPE_BITS:
+            raise ValueError(f"symbol {value} out of codable range")
+        enc.encode(nbits, self._len_model)
+        for shift in range(0, nbits, 16):
+            enc.encode((u >> shift) & 0xFFFF, self._piece_model)
+
+    def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
+        """Symbols in the order of `indexes`. Raises EntropyDecodeError on broken data."""
+        indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
+        if len(data) % 4:
+            raise EntropyDecodeError("substream length is not a multiple of 4 bytes")
+        try:
+            dec = RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
+            order = np.argsort(indexes, kind="stable")
+            sorted_idx = indexes[order]
+            slots = np.empty(len(sorted_idx), dtype=np.int64)
+            bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+            for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_idx)]):
+                if stop > start:
+                    slots[start:stop] = dec.decode(self.models[sorted_idx[start]], stop - start)
+            escaped = slots == self.sizes[sorted_idx] - 1
+            values = slots + self.offsets[sorted_idx]
+            for pos in np.flatnonzero(escaped):
+                values[pos] = self._decode_escape(dec)
+        except EntropyDecodeError:
+            raise
+        except Exception as exc:  # constriction reports broken streams as Python exceptions
+            raise EntropyDecodeError(f"substream does not decode ({exc})") from None
+        out = np.empty_like(values)
+        out[order] = values
+        return out
+
+    def _decode_escape(self, dec: RangeDecoder) -> int:
+        nbits = int(dec.decode(self._len_model))
+        u = 0
+        for shift in range(0, nbits, 16):
+            u |= int(dec.decode(self._piece_model)) << shift
+        if u >= 1 << MAX_ESCAPE_BITS:
+            raise EntropyDecodeError("escaped symbol out of range")
+        return u // 2 if u % 2 == 0 else -(u + 1) // 2

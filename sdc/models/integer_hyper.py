@@ -1,0 +1,131 @@
+"""Hyper-synthesis h_s in exact integer arithmetic.
+
+Why: the entropy coder's tables are picked by the scale h_s predicts. If the
+encoder and a decoder on another machine (other CPU, BLAS, thread count)
+disagreed on one table index, the rANS decoder would desync and everything
+after that symbol would be garbage. Following Ballé et al. 2019 ("Integer
+networks for data compression with latent-variable models") h_s is run on
+integers, so both sides compute bit-identical means and scale indexes.
+
+Fixed point: activations are integers in units of 2^-ACT_BITS, clipped to
+±ACT_LIMIT; each layer's weights are integers in units of 2^-shift (shift
+chosen per layer so |w| < 2^15), biases in units of 2^-(ACT_BITS+shift).
+After a convolution the accumulator is rescaled with round-half-up by a
+power of two. LeakyReLU multiplies negatives by 41/4096 (≈ 0.01) and floors.
+
+Exactness: the arithmetic runs in float64, but every operand and every
+partial sum is an integer below 2^47 (fan-in ≤ 2400 × 2^20 × 2^15), which
+float64 represents exactly; so any summation order, any BLAS, any thread
+count, with or without FMA, gives the same integers. Convolutions are done as
+im2col + matmul (and transposed ones as zero-insertion + convolution) so no
+fast algorithm with non-integer intermediates (Winograd, FFT) can be chosen.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACT_BITS = 12
+ACT_LIMIT = 2 ** (ACT_BITS + 8)  # |activation| ≤ 256.0
+WEIGHT_LIMIT = 2**15 - 1
+LEAKY_NUM, LEAKY_SHIFT = 41, 12  # 41 / 4096 ≈ 0.01, the float model's slope
+
+
+def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[int, int, int, int]) -> torch.Tensor:
+    """Convolution of integer-valued float64 tensors via im2col + matmul.
+
+    x: (1, C, H, W); w: (O, C, k, k); padding: (left, right, top, bottom).
+    """
+    k = w.shape[-1]
+    x = F.pad(x, padding)
+    ho = (x.shape[-2] - k) // stride + 1
+    wo = (x.shape[-1] - k) // stride + 1
+    cols = F.unfold(x, k, stride=stride)[0]  # (C·k·k, L)
+    return (w.reshape(w.shape[0], -1) @ cols).reshape(1, w.shape[0], ho, wo)
+
+
+def _rescale(acc: torch.Tensor, shift: int) -> torch.Tensor:
+    """Round-half-up division by 2^shift (exact on integers in float64)."""
+    return torch.floor(acc * (2.0**-shift) + 0.5)
+
+
+class IntegerHyperSynthesis:
+    """Integer version of ``h_s`` (deconv → LReLU → deconv → LReLU → conv).
+
+    Built once from the float module with :meth:`quantize` (at export time) and
+    then loaded from the integer tensors stored in the weights file, so the
+    decoder never re-derives them from floats.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], prefix: str = "int_h_s."):
+        self.layers = []
+        for i in range(3):
+            p = f"{prefix}{i}."
+            kind, stride, pad, out_pad = (
+                ("deconv", 2, 2, 1) if i < 2 else ("conv", 1, 1, 0)
+            )
+            self.layers.append(
+                {
+                    "kind": kind, "stride": stride, "pad": pad, "out_pad": out_pad,
+                    "weight": tensors[p + "weight"].to(torch.float64),
+                    "bias": tensors[p + "bias"].to(torch.float64),
+                    "shift": int(tensors[p + "shift"].item()),
+                    "leaky": i < 2,
+                }
+            )
+
+    @staticmethod
+    def quantize(h_s: nn.Sequential, prefix: str = "int_h_s.") -> dict[str, torch.Tensor]:
+        """Fixed-point tensors for the float module (weights file content)."""
+        convs = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        assert len(convs) == 3
+        out = {}
+        for i, m in enumerate(convs):
+            w = m.weight.detach().double()
+            if isinstance(m, nn.ConvTranspose2d):
+                # Store as the equivalent stride-1 convolution kernel (O, C, k, k).
+                w = w.flip(2, 3).transpose(0, 1)
+            shift = int(torch.floor(torch.log2(WEIGHT_LIMIT / w.abs().max())).item())
+            out[f"{prefix}{i}.weight"] = torch.round(w * 2.0**shift).to(torch.int32).contiguous()
+            out[f"{prefix}{i}.bias"] = torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64)
+            out[f"{prefix}{i}.shift"] = torch.tensor([shift], dtype=torch.int64)
+        return out
+
+    def __call__(self, z_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_int: (1, N, h, w) integers (float64 or int) in units of 2^-ACT_BITS.
+
+        Returns (scales, means), integer-valued float64 tensors in units of
+        2^-ACT_BITS, shape (1, M, 4h, 4w).
+        """
+        x = z_int.to(torch.float64)
+        for layer in self.layers:
+            w, k = layer["weight"], layer["weight"].shape[-1]
+            if layer["kind"] == "deconv":
+                s, p, op = layer["stride"], layer["pad"], layer["out_pad"]
+                up = x.new_zeros(1, x.shape[1], (x.shape[2] - 1) * s + 1, (x.shape[3] - 1) * s + 1)
+                up[:, :, ::s, ::s] = x
+                lo, hi = k - 1 - p, k - 1 - p + op
+                acc = _exact_conv(up, w, 1, (lo, hi, lo, hi))
+            else:
+                acc = _exact_conv(x, w, layer["stride"], (layer["pad"],) * 4)
+            acc = acc + layer["bias"].view(1, -1, 1, 1)
+            x = _rescale(acc, layer["shift"])
+            if layer["leaky"]:
+                x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
+            x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)
+        scales, means = x.chunk(2, 1)
+        return scales, means
+
+
+def scale_thresholds(scale_table: torch.Tensor) -> torch.Tensor:
+    """The scale table in the fixed-point units of :class:`IntegerHyperSynthesis`."""
+    return torch.round(scale_table.double() * 2.0**ACT_BITS).to(torch.int64)
+
+
+def scale_indexes(scales_int: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Table index per scale, as compressai's ``GaussianConditional.build_indexes``:
+    the number of table entries (all but the last) strictly below the scale.
+    Integer comparisons only."""
+    t = thresholds[:-1].to(torch.float64)
+    return torch.searchsorted(t, scales_int.reshape(-1).contiguous(), right=False).reshape(scales_int.shape).to(torch.int32)

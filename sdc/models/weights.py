@@ -1,0 +1,74 @@
+"""Shipped codec weights: one safetensors file plus a JSON manifest.
+
+``weights/sdc.safetensors`` holds the float network (for training to resume
+from), the entropy-coding tables and the integer hyper-synthesis;
+``weights/manifest.json`` holds the architecture, how it was trained, its
+validation results and the file's sha256. Loading checks the hash, so a
+swapped or damaged file is refused instead of silently decoding garbage, and
+the first 8 bytes of that hash are the *codec id* written into every .sdc
+file. Never pickle: safetensors only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from sdc.errors import BadInputError
+
+WEIGHTS_FILE = "sdc.safetensors"
+MANIFEST_FILE = "manifest.json"
+
+
+def default_weights_dir() -> Path:
+    """$SDC_WEIGHTS, else the repository's weights/ (source checkout or editable install)."""
+    import os
+
+    env = os.environ.get("SDC_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "weights"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_weights(directory: Path, tensors: dict[str, torch.Tensor], manifest: dict) -> dict:
+    """Write the safetensors file and a manifest that records its sha256."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / WEIGHTS_FILE
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(path)
+    manifest = dict(manifest, file=WEIGHTS_FILE, sha256=sha256_file(path))
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def load_weights(directory: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and manifest; raises BadInputError if missing or the hash differs."""
+    directory = Path(directory) if directory else default_weights_dir()
+    manifest_path = directory / MANIFEST_FILE
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"no codec weights: {manifest_path} not found (set SDC_WEIGHTS)") from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"unreadable weights manifest {manifest_path}: {exc}") from None
+    path = directory / manifest.get("file", WEIGHTS_FILE)
+    if not path.is_file():
+        raise BadInputError(f"no codec weights: {path} not found")
+    digest = sha256_file(path)
+    if digest != manifest.get("sha256"):
+        raise BadInputError(
+            f"codec weights {path} do not match their manifest (sha256 {digest[:16]}…, expected {str(manifest.get('sha256'))[:16]}…)"
+        )
+    return load_file(str(path)), manifest

@@ -1,0 +1,242 @@
+"""Train the sdc codec on CPU: ``python -m sdc.train --run runs/main``.
+
+Resumable: the run directory keeps ``ckpt.pt`` (model + optimizer + step,
+written every few minutes and on Ctrl-C) and ``log.jsonl`` (one JSON line per
+logging interval and per validation). Start from scratch, from the shared
+compressai warm start, or from shipped weights (``--init weights/sdc.safetensors``).
+
+Each training sample gets its own quality map: mostly one quality for the
+whole crop, sometimes a rectangle at a second quality, so the model learns
+the mixed-gain latents that per-group quality produces. The distortion is
+weighted per pixel by the λ of the quality coding it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from sdc.models.network import LAMBDAS, LATENT_STRIDE, PAD_MULTIPLE, SDCNet
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
+ENTROPY_TABLE_KEYS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
+
+
+def load_images(folder: Path, min_side: int) -> list[torch.Tensor]:
+    """Decode every image once into uint8 (3, H, W) tensors kept in memory."""
+    images = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+        if min(arr.shape[:2]) >= min_side:
+            images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+    if not images:
+        raise SystemExit(f"no usable images in {folder}")
+    return images
+
+
+def random_batch(images, batch: int, crop: int, rng: random.Random) -> torch.Tensor:
+    out = torch.empty(batch, 3, crop, crop, dtype=torch.uint8)
+    for i in range(batch):
+        img = images[rng.randrange(len(images))]
+        _, h, w = img.shape
+        top, left = rng.randrange(h - crop + 1), rng.randrange(w - crop + 1)
+        patch = img[:, top : top + crop, left : left + crop]
+        out[i] = patch.flip(-1) if rng.random() < 0.5 else patch
+    return out.float().div_(255.0)
+
+
+def random_quality_maps(batch: int, size: int, num_q: int, rng: random.Random, mixed_share: float) -> torch.Tensor:
+    """(B, size, size) 0-based quality indexes: uniform, or with a rectangle at a second quality."""
+    qmap = torch.empty(batch, size, size, dtype=torch.long)
+    for i in range(batch):
+        qmap[i] = rng.randrange(num_q)
+        if rng.random() < mixed_share:
+            h, w = rng.randint(1, size), rng.randint(1, size)
+            t, l = rng.randrange(size - h + 1), rng.randrange(size - w + 1)
+            qmap[i, t : t + h, l : l + w] = rng.randrange(num_q)
+    return qmap
+
+
+def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """λ·255²·MSE + bpp, with λ taken per pixel from the quality map."""
+    b, _, h, w = x.shape
+    lam = torch.tensor(LAMBDAS, dtype=x.dtype)[qmap]  # (B, h/16, w/16)
+    lam = lam.repeat_interleave(LATENT_STRIDE, 1).repeat_interleave(LATENT_STRIDE, 2)[:, None]
+    se = (out["x_hat"] - x).pow(2)
+    distortion = (lam * 255.0**2 * se).mean()
+    bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
+    bpp = bits / (b * h * w)
+    mse = se.mean()
+    return distortion + bpp, {"bpp": bpp.item(), "mse": mse.item()}
+
+
+@torch.no_grad()
+def validate(net: SDCNet, images, qualities=(0, 3, 7)) -> dict:
+    """Estimated bpp (rounded latents, exact likelihoods) and PSNR on whole images."""
+    net.eval()
+    results = {}
+    for q in qualities:
+        bpps, psnrs = [], []
+        for img in images:
+            _, h, w = img.shape
+            h, w = h - h % PAD_MULTIPLE, w - w % PAD_MULTIPLE
+            x = img[None, :, :h, :w].float() / 255.0
+            qmap = torch.full((1, h // LATENT_STRIDE, w // LATENT_STRIDE), q, dtype=torch.long)
+            out = net(x, qmap)
+            bits = sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
+            bpps.append(bits.item() / (h * w))
+            mse = (out["x_hat"].clamp(0, 1) - x).pow(2).mean().item()
+            psnrs.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+        results[f"q{q + 1}"] = {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+    net.train()
+    return results
+
+
+def learning_rate(step: int, total: int, base: float, warmup: int = 200, decay_share: float = 0.3) -> float:
+    """Warm-up, constant, then cosine decay to base/10 over the last `decay_share` of the run."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    start = int(total * (1 - decay_share))
+    if step < start:
+        return base
+    t = min(1.0, (step - start) / max(1, total - start))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def init_weights(net: SDCNet, path: str) -> None:
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(path).items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
+    print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True, help="run directory (checkpoint + log)")
+    p.add_argument("--train", default="../shared/data/train")
+    p.add_argument("--val", default="../shared/data/val")
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=96)
+    p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
+    p.add_argument("--steps", type=int, default=100_000, help="planned total steps (sets the LR decay)")
+    p.add_argument("--stop-after-cpu-seconds", type=float, default=None, help="stop after this much process CPU time")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--mixed-share", type=float, default=0.3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--ckpt-minutes", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt_path, log_path = run / "ckpt.pt", run / "log.jsonl"
+
+    net = SDCNet(args.N, args.M)
+    params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p_ for n, p_ in net.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    step, cpu_used = 0, 0.0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=True)
+        net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
+        opt.load_state_dict(ck["opt"])
+        aux_opt.load_state_dict(ck["aux_opt"])
+        step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
+        print(f"resumed {ckpt_path} at step {step}", flush=True)
+    elif args.init:
+        init_weights(net, args.init)
+
+    train_images = load_images(Path(args.train), args.crop)
+    val_images = load_images(Path(args.val), PAD_MULTIPLE)
+    print(f"{len(train_images)} training images, {len(val_images)} validation images in memory", flush=True)
+    rng = random.Random(args.seed * 1_000_003 + step)
+    torch.manual_seed(args.seed * 1_000_003 + step)
+
+    def save(reason: str) -> None:
+        state = {
+            "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+            "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
+            "config": {"N": args.N, "M": args.M, "init": args.init, "crop": args.crop, "batch": args.batch},
+        }
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, ckpt_path)
+        print(f"[{time.strftime('%H:%M:%S')}] checkpoint at step {step} ({reason})", flush=True)
+
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
+
+    cpu0, last_ckpt, t_log = time.process_time(), time.time(), time.time()
+    acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+    with open(log_path, "a") as log:
+        while step < args.steps and not stop["flag"]:
+            lr = learning_rate(step, args.steps, args.lr)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x = random_batch(train_images, args.batch, args.crop, rng)
+            qmap = random_quality_maps(args.batch, args.crop // LATENT_STRIDE, net.num_qualities, rng, args.mixed_share)
+            out = net(x, qmap)
+            loss, stats = rd_loss(out, x, qmap)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            aux = net.aux_loss()
+            aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_opt.step()
+            step += 1
+            acc["loss"] += loss.item(); acc["bpp"] += stats["bpp"]; acc["mse"] += stats["mse"]; acc["n"] += 1
+
+            if step % args.log_every == 0:
+                n = acc["n"]
+                rec = {
+                    "step": step, "lr": lr, "loss": acc["loss"] / n, "bpp": acc["bpp"] / n,
+                    "psnr": 10 * math.log10(1 / max(acc["mse"] / n, 1e-12)), "aux": aux.item(),
+                    "sec_per_step": (time.time() - t_log) / n,
+                    "cpu_seconds": cpu_used + time.process_time() - cpu0,
+                }
+                log.write(json.dumps(rec) + "\n"); log.flush()
+                print(f"step {step:6d}  lr {lr:.2e}  loss {rec['loss']:.3f}  bpp {rec['bpp']:.3f}  "
+                      f"psnr {rec['psnr']:.2f}  {rec['sec_per_step']:.2f}s/step", flush=True)
+                acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
+                t_log = time.time()
+            if step % args.val_every == 0:
+                val = validate(net, val_images)
+                log.write(json.dumps({"step": step, "val": val}) + "\n"); log.flush()
+                print("val", json.dumps(val), flush=True)
+            if time.time() - last_ckpt > args.ckpt_minutes * 60:
+                save("periodic"); last_ckpt = time.time()
+            if args.stop_after_cpu_seconds and cpu_used + time.process_time() - cpu0 > args.stop_after_cpu_seconds:
+                break
+        val = validate(net, val_images)
+        log.write(json.dumps({"step": step, "val": val, "final": True}) + "\n")
+        print("val", json.dumps(val), flush=True)
+    save("end")
+
+
+if __name__ == "__main__":
+    main()
