@@ -35,6 +35,7 @@ DEFAULTS: dict = {
     "text_threshold": 0.25,
     "sam_checkpoint": None,  # segment-anything .pth (loaded with weights_only=True)
     "sam_model_type": None,  # vit_b / vit_l / vit_h; inferred from the checkpoint when unset
+    "sam_arch": None,  # custom segment-anything architecture (table; see sam.build_sam)
     "sam_hf_model": "facebook/sam-vit-base",
     "vlm_model": None,  # transformers vision-language model id or path, e.g. HuggingFaceTB/SmolVLM-256M-Instruct
     "vlm_max_new_tokens": 768,
@@ -87,7 +88,7 @@ def read_config_file(path: Path | None = None) -> dict:
     section = data.get("analysis", data)
     if not isinstance(section, dict):
         raise UsageError(f"config file {path}: [analysis] must be a table")
-    return {k: v for k, v in section.items() if not isinstance(v, dict)}
+    return {k: v for k, v in section.items() if not isinstance(v, dict) or k == "sam_arch"}
 
 
 def _bool(v) -> bool:

@@ -59,7 +59,7 @@ def heuristic_importance(o: DetectedObject, width: int, height: int,
     prior = LABEL_PRIORS.get(label, UNKNOWN_PRIOR)
     if task_labels:
         wanted = {canonical_label(x) for x in task_labels}
-        prior = max(prior, 0.9) if label in wanted else prior * 0.6
+        prior = max(prior, 0.9) if label in wanted else prior * 0.5
     x0, y0, x1, y1 = o.box
     frac = max(0.0, x1 - x0) * max(0.0, y1 - y0) / max(1.0, float(width * height))
     size = min(1.0, 2.0 * math.sqrt(frac))
@@ -67,6 +67,8 @@ def heuristic_importance(o: DetectedObject, width: int, height: int,
     centrality = max(0.0, 1.0 - math.hypot(cx, cy) / math.hypot(0.5, 0.5))
     conf = min(1.0, max(0.0, float(o.score)))
     imp = 0.45 * prior + 0.20 * size + 0.15 * centrality + 0.20 * conf
+    if task_labels and label not in wanted:
+        imp = min(imp, L1_MIN - 0.01)
     reason = (f"heuristic: prior {prior:.2f} ({label}), area {100 * frac:.0f}%, "
               f"centrality {centrality:.2f}, confidence {conf:.2f} -> {imp:.2f}")
     return imp, reason
