@@ -114,7 +114,7 @@ class SDCCodec:
         height, width = rgb.shape[:2]
         gmap = self._check_map(group_map, height, width)
         qmap = self._quality_map(gmap, qualities)
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255.0)
+        x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
         y = self.net.g_a(pad_to_multiple(x))
         gain = self._gain[qmap].permute(2, 0, 1)  # (M, h, w)
         y_g = y[0].double() * gain

@@ -1,0 +1,123 @@
+"""From pixels to an .sdc file and back: analysis + codec + container.
+
+The CLI, the Pillow plugin and the benchmarks all go through these two
+functions, so every tool reports the same thing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sdc.bitstream import SdcFile, SdcHeader, read_sdc, write_sdc, DEFAULT_MAX_PIXELS
+from sdc.errors import CodecMismatchError, UsageError
+from sdc.levels import LEVELS
+
+NUM_QUALITIES = 8
+DEFAULT_QUALITY = 4
+
+
+@dataclass
+class EncodeResult:
+    data: bytes  # the whole .sdc file
+    analysis: object  # sdc.analysis.Analysis used for the region map
+    seconds: float
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class DecodeResult:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    decoded_levels: tuple[str, ...]
+    missing_levels: tuple[str, ...]  # asked for (or written) but not in these bytes
+    sdc: SdcFile
+    composer: str | None = None
+    seconds: float = 0.0
+
+
+def _codec():
+    from sdc.models.codec import default_codec
+
+    return default_codec()
+
+
+def check_qualities(qualities: dict[str, int]) -> dict[str, int]:
+    q = {lv: int(qualities.get(lv, DEFAULT_QUALITY)) for lv in LEVELS}
+    bad = {lv: v for lv, v in q.items() if not 1 <= v <= NUM_QUALITIES}
+    if bad:
+        raise UsageError(f"quality must be 1..{NUM_QUALITIES}: got {', '.join(f'{k}={v}' for k, v in bad.items())}")
+    return q
+
+
+def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tuple[str, ...] = LEVELS,
+                 analysis=None, analyzer: str = "auto", task: str | None = None,
+                 include_meta: bool = True) -> EncodeResult:
+    """Analyse (unless `analysis` is given), code and pack one RGB uint8 image."""
+    from PIL import Image
+
+    from sdc.models.network import latent_shape
+
+    t0 = time.perf_counter()
+    qualities = check_qualities(qualities)
+    height, width = rgb.shape[:2]
+    if analysis is None:
+        from sdc.analysis import analyze
+
+        analysis = analyze(Image.fromarray(rgb), analyzer=analyzer, task=task)
+    t1 = time.perf_counter()
+    group_map = analysis.group_map(*latent_shape(height, width))
+    codec = _codec()
+    coded = codec.encode(rgb, group_map, qualities, levels=keep_levels)
+    t2 = time.perf_counter()
+    sdc = SdcFile(
+        header=SdcHeader(width=width, height=height, codec_id=codec.codec_id, qualities=qualities),
+        region_map=coded.group_map,
+        hyperprior=coded.hyperprior,
+        levels=coded.groups,
+        metadata=analysis.metadata() if include_meta else None,
+    )
+    data = write_sdc(sdc)
+    t3 = time.perf_counter()
+    return EncodeResult(data, analysis, t3 - t0, {"analysis": t1 - t0, "codec": t2 - t1, "container": t3 - t2})
+
+
+def missing_pixel_mask(sdc: SdcFile, decoded: tuple[str, ...]) -> np.ndarray:
+    """(H, W) bool: pixels whose level was not decoded (filled from the hyperprior)."""
+    from sdc.levels import LEVEL_INDEX
+    from sdc.models.network import LATENT_STRIDE
+
+    have = np.zeros(len(LEVELS), bool)
+    for lv in decoded:
+        have[LEVEL_INDEX[lv]] = True
+    cell_missing = ~have[sdc.region_map]
+    full = np.repeat(np.repeat(cell_missing, LATENT_STRIDE, 0), LATENT_STRIDE, 1)
+    return full[: sdc.header.height, : sdc.header.width]
+
+
+def decode_sdc(data: bytes, *, levels: tuple[str, ...] | None = None, composer: str | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodeResult:
+    """Decode the requested levels (default: all the bytes hold) of an .sdc byte string."""
+    from sdc.models.codec import CodedImage
+
+    t0 = time.perf_counter()
+    sdc = read_sdc(data, max_pixels=max_pixels)
+    codec = _codec()
+    if sdc.header.codec_id != codec.codec_id:
+        raise CodecMismatchError(
+            f"file was made with codec {sdc.header.codec_id.hex()}, these weights are codec {codec.codec_id.hex()}; "
+            "decode it with the sdc release (weights) that wrote it"
+        )
+    wanted = tuple(levels) if levels else LEVELS
+    use = {lv: sdc.levels[lv] for lv in wanted if lv in sdc.levels}
+    missing = tuple(lv for lv in wanted if lv not in sdc.levels and (levels or lv in sdc.missing_levels))
+    coded = CodedImage(sdc.header.height, sdc.header.width, sdc.header.qualities, sdc.region_map, sdc.hyperprior, use)
+    rgb = codec.decode(coded)
+    decoded = tuple(use)
+    if composer and composer != "none":
+        from sdc.compose import compose
+
+        meta = sdc.metadata or {}
+        rgb = compose(rgb, missing_pixel_mask(sdc, decoded), composer=composer,
+                      caption=meta.get("caption_short") or meta.get("caption_long") or "")
+    return DecodeResult(rgb, decoded, missing, sdc, composer, time.perf_counter() - t0)
