@@ -12,14 +12,18 @@ from .core import DetectedObject, box_pixel_range
 BOX_ONLY_LABELS = {"text"}
 
 
-def grabcut_mask(rgb: np.ndarray, box, max_side: int = 128, iters: int = 3,
-                 min_fill: float = 0.15) -> np.ndarray | None:
+def grabcut_mask(rgb: np.ndarray, box, max_side: int = 128, iters: int = 1,
+                 min_fill: float = 0.15, margin: int = 10, seed: float = 0.0) -> np.ndarray | None:
     """GrabCut foreground inside `box` (float pixels), as a bool (H, W) mask.
 
-    The crop (the box plus a 10% margin that seeds the background model) is
-    scaled so its longer side is at most `max_side`. Returns None when the
+    The crop (the box plus a `margin`% margin that seeds the background model)
+    is scaled so its longer side is at most `max_side`. Returns None when the
     box is too small or GrabCut keeps less than `min_fill` of the box, so the
-    caller uses the box.
+    caller uses the box. `seed` > 0 marks a centred ellipse of that relative
+    size as sure foreground. The defaults were measured on coco128's
+    ground-truth boxes (172 objects): mean IoU with the true masks 0.609 for
+    GrabCut (box where it fails) vs 0.560 for the bare box; 3 iterations gave
+    0.606, a 0.2 seed 0.603, a 0.35 seed 0.571.
     """
     import cv2
 
@@ -28,7 +32,7 @@ def grabcut_mask(rgb: np.ndarray, box, max_side: int = 128, iters: int = 3,
     bw, bh = px1 - px0, py1 - py0
     if bw < 12 or bh < 12:
         return None
-    mx, my = max(2, bw // 10), max(2, bh // 10)
+    mx, my = max(2, bw * margin // 100), max(2, bh * margin // 100)
     cx0, cy0 = max(0, px0 - mx), max(0, py0 - my)
     cx1, cy1 = min(w, px1 + mx), min(h, py1 + my)
     crop = rgb[cy0:cy1, cx0:cx1]
@@ -48,13 +52,20 @@ def grabcut_mask(rgb: np.ndarray, box, max_side: int = 128, iters: int = 3,
     rx1, ry1 = min(sw - 1, rx1), min(sh - 1, ry1)
     if rx1 - rx0 < 4 or ry1 - ry0 < 4:
         return None
-    gc = np.zeros((sh, sw), np.uint8)
+    gc = np.full((sh, sw), cv2.GC_BGD, np.uint8)
+    gc[ry0:ry1, rx0:rx1] = cv2.GC_PR_FGD
+    if seed > 0:
+        # the middle of a detection box is nearly always the object: mark a small
+        # centred ellipse as sure foreground so GrabCut cannot collapse to background
+        cx, cy = (rx0 + rx1 - 1) / 2, (ry0 + ry1 - 1) / 2
+        ax, ay = max(1, int((rx1 - rx0) * seed / 2)), max(1, int((ry1 - ry0) * seed / 2))
+        cv2.ellipse(gc, (int(round(cx)), int(round(cy))), (ax, ay), 0, 0, 360, int(cv2.GC_FGD), -1)
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means init draws from OpenCV's global RNG
     try:
-        cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), gc, (rx0, ry0, rx1 - rx0, ry1 - ry0),
-                    bgd, fgd, iters, cv2.GC_INIT_WITH_RECT)
+        cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), gc, None, bgd, fgd, iters,
+                    cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return None
     fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)

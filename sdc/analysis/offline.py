@@ -51,7 +51,7 @@ def detect_faces(rgb: np.ndarray, max_side: int = 480) -> list[Detection]:
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     gray = cv2.equalizeHist(gray)
     rects, _levels, weights = _cascade("haarcascade_frontalface_default.xml").detectMultiScale3(
-        gray, scaleFactor=1.15, minNeighbors=6, minSize=(20, 20), outputRejectLevels=True)
+        gray, scaleFactor=1.15, minNeighbors=10, minSize=(20, 20), outputRejectLevels=True)
     out = []
     for (x, y, bw, bh), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel()):
         # the cascade's last-stage weight: ~0 marginal, >3 clear; squash to (0, 1)
