@@ -487,8 +487,8 @@ def decode(inputs, output, levels_spec, composer, force, quiet, max_pixels):
                 header = read_header(data, max_pixels=max_pixels)
                 if pipeline is None:
                     from . import pipeline
-                kw = {"levels": None if levels == LEVELS else levels, "composer": composer}
-                result = pipeline.decode_sdc(data, **kw)
+                result = pipeline.decode_sdc(data, levels=None if levels == LEVELS else levels,
+                                             composer=composer, max_pixels=max_pixels)
                 image_bytes = _encode_image(result.rgb, dst)
                 _write_output(dst, image_bytes, force)
             except UsageError:
