@@ -435,24 +435,30 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
 def _encode_table(console, rows: list[dict]) -> None:
     from rich.table import Table
 
-    t = Table(title="sdc encode", title_justify="left")
+    analyzers = sorted({r["analyzer"] for r in rows})
+    per_row = len(analyzers) > 1
+    t = Table(title="sdc encode", title_justify="left",
+              caption=None if per_row else f"analyzer: {analyzers[0]}", caption_justify="left")
     t.add_column("file", overflow="fold")
     t.add_column("output", overflow="fold")
-    t.add_column("bytes", justify="right")
-    t.add_column("bpp", justify="right")
+    t.add_column("bytes", justify="right", no_wrap=True)
+    t.add_column("bpp", justify="right", no_wrap=True)
     for lv in LEVELS:
-        t.add_column(lv, justify="right")
-    t.add_column("s", justify="right")
-    t.add_column("analyzer (objects)", overflow="fold")
+        t.add_column(lv, justify="right", no_wrap=True)
+    t.add_column("objects", justify="right", no_wrap=True)
+    t.add_column("s", justify="right", no_wrap=True)
+    if per_row:
+        t.add_column("analyzer", overflow="fold")
     for r in rows:
         t.add_row(r["file"], r["output"], _fmt_bytes(r["size"]), f"{r['bpp']:.4f}",
-                  *(_fmt_bytes(r["levels"][lv]) for lv in LEVELS), f"{r['seconds']:.2f}",
-                  f"{r['analyzer']} ({r['objects']})")
+                  *(_fmt_bytes(r["levels"][lv]) for lv in LEVELS), str(r["objects"]),
+                  f"{r['seconds']:.2f}", *([r["analyzer"]] if per_row else []))
     if len(rows) > 1:
         total = sum(r["size"] for r in rows)
         t.add_section()
         t.add_row(f"{len(rows)} files", "", _fmt_bytes(total), "", *("" for _ in LEVELS),
-                  f"{sum(r['seconds'] for r in rows):.2f}", "")
+                  str(sum(r["objects"] for r in rows)), f"{sum(r['seconds'] for r in rows):.2f}",
+                  *([""] if per_row else []))
     console.print(t)
 
 
