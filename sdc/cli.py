@@ -576,62 +576,56 @@ def inspect(input, as_json, max_pixels):
 
 
 def _inspect_tables(info: dict) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    # Plain tables (sdc.texttable), not rich: inspect must stay well under 0.3 s.
+    from .texttable import Out, clean, shorten
 
-    out = _console(stderr=False)
+    out = Out()
     q = info["qualities"]
-    out.print(f"[bold]{escape(info['file'])}[/]: .sdc {info['format_version']}, "
-              f"{info['width']}x{info['height']}, {info['file_bytes']:,} bytes, "
-              f"{info['bpp']:.4f} bpp (whole file), codec {info['codec_id']}")
-    out.print("qualities: " + ", ".join(f"{lv}={q[lv]}" for lv in LEVELS)
-              + f"; region map {info['region_map']['h']}x{info['region_map']['w']}")
+    out.line(f"{clean(info['file'])}: .sdc {info['format_version']}, {info['width']}x{info['height']}, "
+             f"{info['file_bytes']:,} bytes, {info['bpp']:.4f} bpp (whole file), codec {info['codec_id']}",
+             "bold")
+    out.line("qualities: " + ", ".join(f"{lv}={q[lv]}" for lv in LEVELS)
+             + f"; region map {info['region_map']['h']}x{info['region_map']['w']}")
     if info["missing_levels"]:
-        out.print(f"[yellow]missing levels: {', '.join(info['missing_levels'])}[/]")
+        out.line(f"missing levels: {', '.join(info['missing_levels'])}", "yellow")
 
-    t = Table(title="chunks", title_justify="left")
-    for col, just in (("chunk", "left"), ("type", "left"), ("offset", "right"), ("bytes", "right"),
-                      ("crc32c", "left"), ("status", "left")):
-        t.add_column(col, justify=just)
-    for c in info["chunks"]:
-        style = None if c["status"] == "ok" else "red"
-        t.add_row(c["name"], c["type"], f"{c['offset']:,}", f"{c['length']:,}", c["crc"],
-                  c["status"], style=style)
-    out.print(t)
+    out.table("chunks", [("chunk", "left"), ("type", "left"), ("offset", "right"), ("bytes", "right"),
+                         ("crc32c", "left"), ("status", "left")],
+              [[clean(c["name"]), clean(c["type"]), f"{c['offset']:,}", f"{c['length']:,}", c["crc"],
+                c["status"]] for c in info["chunks"]],
+              [None if c["status"] == "ok" else "red" for c in info["chunks"]])
 
-    t = Table(title="levels (bpp counts the whole file up to and including the level)",
-              title_justify="left")
-    for col, just in (("level", "left"), ("quality", "right"), ("status", "left"), ("bytes", "right"),
-                      ("file bytes", "right"), ("bpp", "right"), ("area", "right")):
-        t.add_column(col, justify=just)
     cells = sum(info["levels"][lv].get("region_cells", 0) for lv in LEVELS) or 1
+    rows = []
     for lv in LEVELS:
         d = info["levels"][lv]
         area = f"{100 * d['region_cells'] / cells:.1f}%" if "region_cells" in d else "-"
-        present = d["status"] == "present"
-        t.add_row(lv, str(d["quality"]), d["status"], _fmt_bytes(d.get("bytes")),
-                  _fmt_bytes(d.get("cumulative_bytes")), f"{d['bpp']:.4f}" if present else "-", area)
-    out.print(t)
+        rows.append([lv, str(d["quality"]), d["status"], _fmt_bytes(d.get("bytes")),
+                     _fmt_bytes(d.get("cumulative_bytes")),
+                     f"{d['bpp']:.4f}" if d["status"] == "present" else "-", area])
+    out.table("levels (bpp: the whole file up to and including the level)",
+              [("level", "left"), ("quality", "right"), ("status", "left"), ("bytes", "right"),
+               ("file bytes", "right"), ("bpp", "right"), ("area", "right")], rows)
 
     meta = info["metadata"]
     if meta is None:
-        out.print("no semantic metadata" + ("" if any(c["name"] == "META" for c in info["chunks"])
-                                            else " (encoded with --no-meta)"))
+        out.line("no semantic metadata" + ("" if any(c["name"] == "META" for c in info["chunks"])
+                                           else " (encoded with --no-meta)"))
         return
-    out.print(f"analyzer: {escape(meta['analyzer'] or '-')}; task: {escape(meta['task'] or '-')}")
+    out.line(f"analyzer: {clean(meta['analyzer'] or '-')}; task: {clean(meta['task'] or '-')}")
     for key, text in meta["captions"].items():
-        out.print(f"{key.replace('_', ' ')}: {escape(text)}")
+        out.line(f"{key.replace('_', ' ')}: {clean(text)}")
     if meta["objects"]:
-        t = Table(title=f"objects ({len(meta['objects'])})", title_justify="left")
-        for col, just in (("level", "left"), ("label", "left"), ("score", "right"), ("box x0,y0,x1,y1", "left"),
-                          ("reason", "left")):
-            t.add_column(col, justify=just, overflow="fold")
         order = {lv: i for i, lv in enumerate(LEVELS)}
+        rows = []
         for o in sorted(meta["objects"], key=lambda o: order.get(o["level"], 9)):
             box = ",".join(f"{v:g}" for v in o["box"]) if o["box"] else "-"
-            t.add_row(escape(o["level"] or "-"), escape(o["label"] or "-"),
-                      "-" if o["score"] is None else f"{o['score']:.2f}", box, escape(o["reason"] or ""))
-        out.print(t)
+            rows.append([clean(o["level"] or "-"), shorten(clean(o["label"] or "-"), 40),
+                         "-" if o["score"] is None else f"{o['score']:.2f}", box,
+                         shorten(clean(o["reason"] or ""), 60)])
+        out.table(f"objects ({len(meta['objects'])})",
+                  [("level", "left"), ("label", "left"), ("score", "right"), ("box x0,y0,x1,y1", "left"),
+                   ("reason", "left")], rows)
 
 
 # ---------------------------------------------------------------- truncate

@@ -450,6 +450,19 @@ def test_inspect_tables_and_json(tmp_path):
     assert json.loads(r.stdout)["file"] == "<stdin>"
 
 
+def test_inspect_escapes_control_characters(tmp_path):
+    from bitstream_helpers import sample_bytes
+
+    evil = {"analyzer": "x\x1b[2J", "objects": [{"label": "\x1b]0;pwned\x07cat", "level": "L1",
+                                                  "reason": "line\nbreak"}]}
+    p = tmp_path / "e.sdc"
+    p.write_bytes(sample_bytes(meta=evil))
+    r = run(["inspect", p])
+    assert r.exit_code == 0
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout
+    assert "\\x1b]0;pwned\\x07cat" in r.stdout and "line\\nbreak" in r.stdout
+
+
 def test_inspect_damaged_shows_table_then_error(tmp_path):
     from bitstream_helpers import sample_bytes
 
