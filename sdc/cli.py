@@ -32,7 +32,9 @@ STDIO = "-"
 
 # ---------------------------------------------------------------- error handling
 def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split()) or "unknown error"
+    from .texttable import clean
+
+    return clean(" ".join(str(msg).split())) or "unknown error"
 
 
 def _error(msg: str) -> None:
@@ -433,8 +435,11 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
 
 
 def _encode_table(console, rows: list[dict]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
+    rows = [dict(r, file=escape(r["file"]), output=escape(r["output"]), analyzer=escape(r["analyzer"]))
+            for r in rows]
     analyzers = sorted({r["analyzer"] for r in rows})
     per_row = len(analyzers) > 1
     t = Table(title="sdc encode", title_justify="left",
@@ -517,8 +522,10 @@ def decode(inputs, output, levels_spec, composer, force, quiet, max_pixels):
             })
             progress.advance(task_id)
     if rows and not quiet:
+        from rich.markup import escape
         from rich.table import Table
 
+        rows = [dict(r, file=escape(r["file"]), output=escape(r["output"])) for r in rows]
         t = Table(title="sdc decode", title_justify="left")
         for col, just in (("file", "left"), ("output", "left"), ("size", "right"), ("bytes", "right"),
                           ("bpp", "right"), ("decoded", "left"), ("missing", "left"), ("s", "right")):

@@ -233,9 +233,10 @@ def test_stdin_stdout(spy, images, tmp_path):
 
 def test_decode_output_format_from_extension(spy, images, tmp_path):
     run(["encode", images[1], "-o", tmp_path / "x.sdc", "--regions", _regions(tmp_path, 64, 64)])
-    r = run(["decode", tmp_path / "x.sdc", "-o", tmp_path / "x.bmp"])
-    assert r.exit_code == 0
-    assert (tmp_path / "x.bmp").read_bytes()[:2] == b"BM"
+    r = run(["decode", tmp_path / "x.sdc", "-o", tmp_path / "[/]x.bmp"])  # not rich markup
+    assert r.exit_code == 0, r.stderr
+    assert "[/]x.bmp" in r.stderr
+    assert (tmp_path / "[/]x.bmp").read_bytes()[:2] == b"BM"
 
 
 def test_head_c_prefixes(spy, images, tmp_path):
