@@ -233,7 +233,7 @@ def test_stdin_stdout(spy, images, tmp_path):
 
 def test_decode_output_format_from_extension(spy, images, tmp_path):
     run(["encode", images[1], "-o", tmp_path / "x.sdc", "--regions", _regions(tmp_path, 64, 64)])
-    r = run(["decode", tmp_path / "x.sdc", "-o", tmp_path / "[/]x.bmp"])  # not rich markup
+    r = run(["decode", "x.sdc", "-o", "[/]x.bmp"], cwd=tmp_path)  # names are not rich markup
     assert r.exit_code == 0, r.stderr
     assert "[/]x.bmp" in r.stderr
     assert (tmp_path / "[/]x.bmp").read_bytes()[:2] == b"BM"
