@@ -153,3 +153,12 @@ def model_available(name_or_path: str | None) -> bool:
                 any(snap.glob("*.safetensors")) or any(snap.glob("*.bin"))):
             return True
     return False
+
+
+def hf_kwargs(cfg: dict, *, remote_code: bool = True) -> dict:
+    """from_pretrained arguments: no download unless allowed, the same cache `model_available`
+    looks in, and trust_remote_code only when the config asks for it."""
+    kw = {"local_files_only": not cfg.get("allow_download", False), "cache_dir": str(hf_cache_dir())}
+    if remote_code:
+        kw["trust_remote_code"] = bool(cfg.get("trust_remote_code", False))
+    return kw

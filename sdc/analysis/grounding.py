@@ -26,7 +26,7 @@ def _match_label(phrase: str, queries: list[str]) -> str:
         n = len(words & set(re.findall(r"[a-z0-9]+", q.lower())))
         if n > best_n:
             best, best_n = q, n
-    return best or p
+    return best or "object"
 
 
 def _nms(dets: list[Detection], iou: float = 0.5) -> list[Detection]:
@@ -60,8 +60,9 @@ class GroundingDetector:
 
         self.torch = torch
         self.kind = kind
-        kw = {"local_files_only": not cfg.get("allow_download", False),
-              "trust_remote_code": bool(cfg.get("trust_remote_code", False))}
+        from .config import hf_kwargs
+
+        kw = hf_kwargs(cfg)
         self.processor = AutoProcessor.from_pretrained(model, **kw)
         if kind == "grounding-dino":
             from transformers import GroundingDinoForObjectDetection as M
@@ -97,12 +98,12 @@ class GroundingDetector:
         res = self.processor.post_process_grounded_object_detection(
             outputs, inputs["input_ids"], threshold=self.box_threshold,
             text_threshold=self.text_threshold, target_sizes=[(image.height, image.width)])[0]
-        names = res.get("text_labels", res.get("labels"))
+        names = res["text_labels"] if "text_labels" in res else res["labels"]
         return [(_match_label(str(n), labels), tuple(float(v) for v in b), float(s))
                 for b, s, n in zip(res["boxes"].tolist(), res["scores"].tolist(), names)]
 
     def _owlv2(self, image, labels: list[str]) -> list[Detection]:
-        inputs = self.processor(text=[labels], images=image, return_tensors="pt").to(self.device)
+        inputs = self.processor(text=[labels], images=image, truncation=True, return_tensors="pt").to(self.device)
         with self.torch.inference_mode():
             outputs = self.model(**inputs)
         # OWLv2 pads the image to a square before resizing: boxes are relative to that square

@@ -121,8 +121,9 @@ class LocalVLM(_Discover):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        kw = {"local_files_only": not cfg.get("allow_download", False),
-              "trust_remote_code": bool(cfg.get("trust_remote_code", False))}
+        from .config import hf_kwargs
+
+        kw = hf_kwargs(cfg)
         self.processor = AutoProcessor.from_pretrained(model, **kw)
         self.model = AutoModelForImageTextToText.from_pretrained(model, **kw)
         self.model.to(cfg.get("device") or "cpu").eval()

@@ -132,7 +132,7 @@ def _masker(choice: str, cfg: dict, big: bool):
         ckpt = cfg.get("sam_checkpoint")
         if not ckpt:
             raise UsageError("masks 'sam' needs sam_checkpoint (a segment-anything .pth file)")
-        key = ("sam", ckpt, cfg.get("sam_model_type"))
+        key = ("sam", ckpt, cfg.get("sam_model_type"), repr(cfg.get("sam_arch")))
         return "sam", _cached(key, lambda: SegmentAnythingMasker(ckpt, cfg.get("sam_model_type"),
                                                                   arch=cfg.get("sam_arch")))
     if choice == "sam-hf":

@@ -133,7 +133,9 @@ class TransformersSamMasker:
         import torch
         from transformers import SamModel, SamProcessor
 
-        kw = {"local_files_only": not cfg.get("allow_download", False)}
+        from .config import hf_kwargs
+
+        kw = hf_kwargs(cfg, remote_code=False)
         self.processor = SamProcessor.from_pretrained(model, **kw)
         self.model = SamModel.from_pretrained(model, **kw).eval()
         self.device = cfg.get("device") or "cpu"

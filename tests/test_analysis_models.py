@@ -1,0 +1,191 @@
+"""Big-model backends on tiny random models of the real architectures (built here, loaded by path or
+from a Hugging Face cache layout): Grounding DINO, OWLv2, SAM (segment-anything and transformers)."""
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import analysis_tiny_models as tiny
+from sdc.analysis import analyze
+from sdc.analysis.tasks import PEOPLE_LABELS
+from sdc.errors import UsageError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+IMG = SHARED / "data" / "coco128" / "train2017" / "000000000036.jpg"
+YOLO = SHARED / "models" / "yolo-fastest-1.1_coco"
+DARKNET = {"detector_cfg": str(YOLO / "yolo-fastest-1.1.cfg"),
+           "detector_weights": str(YOLO / "yolo-fastest-1.1.weights"),
+           "detector_names": str(YOLO / "coco.names")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are all overhead: extra threads only spin (4 s vs 0.1 s a call on a busy 2-core box)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, one_thread):
+    root = tmp_path_factory.mktemp("tiny")
+    return {"gdino": tiny.grounding_dino(root / "gdino"), "owlv2": tiny.owlv2(root / "owlv2"),
+            "sam_hf": tiny.sam_hf(root / "sam_hf"), "sam_pth": tiny.sam_checkpoint(root / "sam_tiny.pth")}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for v in ("SDC_CONFIG", "SDC_ANALYZER", "SDC_LMM_BASE_URL", "OPENAI_BASE_URL", "SDC_VLM_MODEL",
+              "SDC_GROUNDING_MODEL", "SDC_SAM_CHECKPOINT", "SDC_ALLOW_DOWNLOAD"):
+        monkeypatch.delenv(v, raising=False)
+
+
+def in_hf_cache(tmp_path: Path, repo: str, src: Path) -> None:
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
+    shutil.copytree(src, repo_dir / "snapshots" / commit)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+
+
+def image() -> Image.Image:
+    return Image.open(IMG)
+
+
+def test_grounding_dino_by_path_with_task_labels(models):
+    a = analyze(image(), analyzer="grounding-dino", task="people",
+                config={"grounding_model": str(models["gdino"]), "box_threshold": 0.0, "text_threshold": 0.0,
+                        "masks": "box", "max_objects": 5})
+    assert a.analyzer == "grounding-dino(gdino)/box/heuristic"
+    assert 1 <= len(a.objects) <= 5
+    assert all(o.label in PEOPLE_LABELS or o.label == "object" for o in a.objects)
+    assert all(0 <= o.box[0] <= o.box[2] <= a.width and 0 <= o.box[1] <= o.box[3] <= a.height for o in a.objects)
+    assert all(o.source == "grounding-dino(gdino)" for o in a.objects)
+
+
+def test_auto_runs_grounding_dino_when_it_is_in_the_hf_cache(models, tmp_path):
+    in_hf_cache(tmp_path, "IDEA-Research/grounding-dino-tiny", models["gdino"])
+    a = analyze(image(), task="people", config={"box_threshold": 0.0, "text_threshold": 0.0, "max_objects": 3})
+    assert a.analyzer.startswith("grounding-dino(grounding-dino-tiny)/")
+    assert a.analyzer.endswith("/grabcut/heuristic")  # no SAM weights on the machine
+    assert a.objects
+
+
+def test_owlv2_by_path(models):
+    a = analyze(image(), analyzer="owlv2", task="vehicles",
+                config={"owlv2_model": str(models["owlv2"]), "box_threshold": 0.0, "masks": "box",
+                        "max_objects": 4})
+    assert a.analyzer == "owlv2(owlv2)/box/heuristic"
+    assert 1 <= len(a.objects) <= 4
+    assert all(o.label in a.labels for o in a.objects)
+
+
+def test_model_failing_at_run_time_falls_back_to_offline(models, monkeypatch, tmp_path):
+    from sdc.analysis import grounding
+
+    def broken(self, image, labels):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(grounding.GroundingDetector, "detect", broken)
+    in_hf_cache(tmp_path, "IDEA-Research/grounding-dino-tiny", models["gdino"])
+    a = analyze(image(), task="people")
+    assert a.analyzer.startswith("offline(")
+    assert any("grounding-dino failed (CUDA out of memory (simulated))" in w for w in a.warnings)
+
+
+def test_trust_remote_code_only_when_asked(models, monkeypatch):
+    import transformers
+
+    seen = []
+    real = transformers.AutoProcessor.from_pretrained
+
+    def spy(*a, **kw):
+        seen.append(kw.get("trust_remote_code"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", spy)
+    from sdc.analysis import pipeline
+
+    pipeline._CACHE.clear()  # loaded backends are kept per process; load afresh here
+    base = {"grounding_model": str(models["gdino"]), "masks": "box"}
+    analyze(image(), analyzer="grounding-dino", task="text", config={**base, "box_threshold": 0.99})
+    analyze(image(), analyzer="grounding-dino", task="text",
+            config={**base, "box_threshold": 0.98, "trust_remote_code": True})
+    assert seen == [False, True]
+
+
+# -------------------------------------------------------------------- SAM
+def test_segment_anything_checkpoint_masks(models):
+    a = analyze(image(), analyzer="darknet",
+                config={**DARKNET, "masks": "sam", "sam_checkpoint": str(models["sam_pth"]),
+                        "sam_arch": tiny.TINY_SAM_ARCH})
+    assert a.analyzer == "darknet(yolo-fastest-1.1.weights)/sam(custom)/heuristic"
+    masks = [o.mask for o in a.objects if o.mask is not None]
+    assert masks and all(m.shape == (a.height, a.width) and m.dtype == bool for m in masks)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_sam_checkpoint_with_pickled_code_is_refused(tmp_path):
+    import torch
+
+    bad = tmp_path / "evil.pth"
+    torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(1), "x": Payload()}, bad)
+    with pytest.raises(UsageError, match="refusing to unpickle"):
+        analyze(image(), analyzer="darknet", config={**DARKNET, "masks": "sam", "sam_checkpoint": str(bad)})
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(pickle.dumps([1, 2, 3]) + b"garbage")
+    with pytest.raises(UsageError):
+        analyze(image(), analyzer="darknet", config={**DARKNET, "masks": "sam", "sam_checkpoint": str(junk)})
+
+
+def test_sam_checkpoint_of_unknown_size_needs_a_type(models):
+    with pytest.raises(UsageError, match="cannot tell the SAM model type"):
+        analyze(image(), analyzer="darknet",
+                config={**DARKNET, "masks": "sam", "sam_checkpoint": str(models["sam_pth"])})
+
+
+def test_transformers_sam_masks(models):
+    a = analyze(image(), analyzer="darknet",
+                config={**DARKNET, "masks": "sam-hf", "sam_hf_model": str(models["sam_hf"])})
+    assert a.analyzer == "darknet(yolo-fastest-1.1.weights)/sam-hf(sam_hf)/heuristic"
+    masks = [o.mask for o in a.objects if o.mask is not None]
+    assert masks and all(m.shape == (a.height, a.width) for m in masks)
+    gm = a.group_map(-(-a.height // 16), -(-a.width // 16))
+    assert (gm < 3).any()
+
+
+def test_sam_failure_at_run_time_uses_grabcut(models, monkeypatch):
+    from sdc.analysis import sam
+
+    def broken(self, rgb, objects):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sam.TransformersSamMasker, "apply", broken)
+    a = analyze(image(), analyzer="darknet",
+                config={**DARKNET, "masks": "sam-hf", "sam_hf_model": str(models["sam_hf"])})
+    assert "/grabcut/" in a.analyzer and any("boom" in w for w in a.warnings)
+
+
+def test_auto_uses_sam_from_hf_cache_with_the_big_pipeline(models, tmp_path):
+    in_hf_cache(tmp_path, "IDEA-Research/grounding-dino-tiny", models["gdino"])
+    in_hf_cache(tmp_path, "facebook/sam-vit-base", models["sam_hf"])
+    a = analyze(image(), task="people", config={"box_threshold": 0.0, "text_threshold": 0.0, "max_objects": 3})
+    assert a.analyzer == "grounding-dino(grounding-dino-tiny)/sam-hf(sam-vit-base)/heuristic"
+    assert any(o.mask is not None for o in a.objects) or all(o.label == "text" for o in a.objects)
+    assert isinstance(a.objects[0].mask, (np.ndarray, type(None)))
