@@ -189,3 +189,40 @@ def test_auto_uses_sam_from_hf_cache_with_the_big_pipeline(models, tmp_path):
     assert a.analyzer == "grounding-dino(grounding-dino-tiny)/sam-hf(sam-vit-base)/heuristic"
     assert any(o.mask is not None for o in a.objects) or all(o.label == "text" for o in a.objects)
     assert isinstance(a.objects[0].mask, (np.ndarray, type(None)))
+
+
+# ------------------------------------------------------------- local VLM
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory, one_thread):
+    return tiny.qwen2_vl(tmp_path_factory.mktemp("vlm") / "qwen")
+
+
+def test_local_vlm_garbage_is_retried_then_heuristic(qwen):
+    a = analyze(image(), analyzer="darknet",
+                config={**DARKNET, "masks": "box", "ranker": "vlm", "vlm_model": str(qwen), "vlm_max_new_tokens": 16})
+    assert a.analyzer == "darknet(yolo-fastest-1.1.weights)/box/heuristic"
+    assert any(w.startswith("vlm(qwen): unusable caption answer twice") for w in a.warnings)
+    assert any(w.startswith("vlm(qwen): unusable ranking answer twice") for w in a.warnings)
+    assert a.objects and all(o.reason.startswith("heuristic:") for o in a.objects)
+
+
+def test_local_vlm_answers_are_used_when_they_parse(qwen, monkeypatch, tmp_path):
+    from sdc.analysis import lmm
+
+    prompts = []
+
+    def chat(self, messages, image=None):
+        prompt = messages[0]["content"]
+        prompts.append((prompt, image is not None, len(messages)))
+        if "Describe this image" in prompt:
+            return '{"short": "A person with an umbrella.", "long": "A person holds an umbrella.", "objects": []}'
+        return self.real_chat(messages, image)  # garbage for the ranking: one retry, then heuristic
+
+    monkeypatch.setattr(lmm.LocalVLM, "real_chat", lmm.LocalVLM.chat, raising=False)
+    monkeypatch.setattr(lmm.LocalVLM, "chat", chat)
+    in_hf_cache(tmp_path, "Qwen/Qwen2-VL-2B-Instruct", qwen)  # found by ranker "auto"
+    a = analyze(image(), analyzer="darknet", config={**DARKNET, "masks": "box", "vlm_max_new_tokens": 8})
+    assert a.caption_short == "A person with an umbrella."
+    assert [p[1:] for p in prompts] == [(True, 1), (True, 1), (True, 3)]
+    assert "A person with an umbrella." in prompts[1][0]
+    assert a.analyzer.endswith("/heuristic") and len(a.warnings) == 1

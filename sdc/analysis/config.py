@@ -55,6 +55,16 @@ DEFAULTS: dict = {
     "device": "cpu",
 }
 
+# Vision-language models `ranker = "auto"` uses when one is in the Hugging Face cache
+# and no vlm_model is configured (first found wins).
+DEFAULT_VLMS = [
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+    "Qwen/Qwen2.5-VL-3B-Instruct",
+    "Qwen/Qwen2-VL-2B-Instruct",
+    "HuggingFaceTB/SmolVLM-Instruct",
+    "HuggingFaceTB/SmolVLM-256M-Instruct",
+]
+
 _ENV = {
     "SDC_ANALYZER": "analyzer",
     "SDC_LMM_BASE_URL": "lmm_base_url",

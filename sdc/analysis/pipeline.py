@@ -9,7 +9,7 @@ import numpy as np
 from sdc.errors import SdcError, UsageError
 
 from . import offline, ranking
-from .config import model_available, resolve_config
+from .config import DEFAULT_VLMS, model_available, resolve_config
 from .core import Analysis, DetectedObject, clip_box
 from .tasks import BUILTIN_TASKS, canonical_label, resolve_task
 
@@ -64,6 +64,8 @@ def _make_lmm(cfg: dict, ranker: str, analyzer: str):
     if ranker == "openai":
         raise UsageError("ranker 'openai' needs an endpoint: set lmm_base_url or SDC_LMM_BASE_URL")
     vlm = cfg.get("vlm_model")
+    if not vlm and ranker == "auto":
+        vlm = next((m for m in DEFAULT_VLMS if model_available(m)), None)
     if ranker == "vlm" and not vlm:
         raise UsageError("ranker 'vlm' needs a model: set vlm_model or SDC_VLM_MODEL (id or path)")
     if vlm and (ranker == "vlm" or model_available(vlm) or cfg.get("allow_download")):
