@@ -1,0 +1,198 @@
+"""Encode/decode seconds per 768x512 image: sdc vs compressai's MeanScaleHyperprior(128, 192).
+
+    nice -n 10 python benchmarks/speed.py [--runs 3] [--limit 10]
+
+Images: 768x512 (W x H) centre crops of the val images (resized first when
+smaller). torch threads = 2 (the machine's cores), one warm-up call of each
+function before timing, then `runs` timed calls per image; per image the
+median, then the median over images. The calls are interleaved (sdc encode,
+sdc decode, compressai compress, compressai decompress, ...) so that both
+codecs see the same background load.
+
+    sdc codec      SDCCodec.encode (analysis transform, hyperprior, entropy
+                   coding of every group; group map all "other", quality 4)
+                   and SDCCodec.decode (everything decoded)
+    sdc pipeline   sdc.pipeline.encode_image with the offline analyzer
+                   (analysis + codec + container, a real .sdc file) and
+                   decode_sdc (container + codec)
+    compressai     MeanScaleHyperprior(128, 192), random weights, update(),
+                   compress / decompress (same padded-to-64 input size)
+
+Wall seconds (time.perf_counter) and the process's CPU seconds are both
+recorded: on a loaded machine the wall time overstates the cost.
+
+Targets (issue): sdc encode and decode each < 0.5 s on this machine, and at
+least 2x faster than compressai's mean-scale hyperprior.
+
+Writes results/speed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (RESULTS, crop_768x512, git_commit, load_rgb, machine_info, set_threads, table,  # noqa: E402
+                    val_paths, weights_info, write_json)
+
+OUT = RESULTS / "speed.json"
+
+
+def timed(fn, *a, **kw):
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t0, time.process_time() - c0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=10)
+    ap.add_argument("--quality", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-pipeline", action="store_true", help="skip the encode_image/decode_sdc timing")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+
+    import torch
+    from compressai.models import MeanScaleHyperprior
+
+    from sdc.analysis import Analysis
+    from sdc.models.codec import default_codec
+    from sdc.models.network import latent_shape
+    from sdc.pipeline import decode_sdc, encode_image
+
+    codec = default_codec()
+    torch.manual_seed(0)
+    cai = MeanScaleHyperprior(128, 192).eval()
+    cai.update(force=True)
+    quals = {lv: args.quality for lv in ("L1", "L2", "L3", "other")}
+
+    def sdc_enc(rgb):
+        return codec.encode(rgb, np.full(latent_shape(*rgb.shape[:2]), 3, np.uint8), quals)
+
+    @torch.inference_mode()
+    def cai_enc(x):
+        return cai.compress(x)
+
+    @torch.inference_mode()
+    def cai_dec(c):
+        return cai.decompress(c["strings"], c["shape"])
+
+    images = [(p.name, crop_768x512(load_rgb(p))) for p in val_paths(args.limit)]
+    # warm-up
+    name, rgb = images[0]
+    x0 = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+    codec.decode(sdc_enc(rgb))
+    cai_dec(cai_enc(x0))
+    if not args.no_pipeline:
+        decode_sdc(encode_image(rgb, qualities=quals, analyzer="offline").data)
+
+    keys = ["sdc_encode", "sdc_decode", "compressai_compress", "compressai_decompress"]
+    if not args.no_pipeline:
+        keys += ["pipeline_encode", "pipeline_decode", "pipeline_analysis", "pipeline_codec", "pipeline_container"]
+    per_image = {}
+    load = [os.getloadavg()[0]]
+    t_start = time.perf_counter()
+    for name, rgb in images:
+        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+        wall = {k: [] for k in keys}
+        cpu = {k: [] for k in keys}
+        info = {}
+        for _ in range(args.runs):
+            coded, w, c = timed(sdc_enc, rgb)
+            wall["sdc_encode"].append(w); cpu["sdc_encode"].append(c)  # noqa: E702
+            out, w, c = timed(codec.decode, coded)
+            wall["sdc_decode"].append(w); cpu["sdc_decode"].append(c)  # noqa: E702
+            comp, w, c = timed(cai_enc, x)
+            wall["compressai_compress"].append(w); cpu["compressai_compress"].append(c)  # noqa: E702
+            _, w, c = timed(cai_dec, comp)
+            wall["compressai_decompress"].append(w); cpu["compressai_decompress"].append(c)  # noqa: E702
+            info["sdc_bpp"] = (len(coded.hyperprior) + sum(map(len, coded.groups.values()))) * 8 / (768 * 512)
+            info["compressai_bpp"] = sum(len(s[0]) for s in comp["strings"]) * 8 / (768 * 512)
+            if not args.no_pipeline:
+                enc, w, c = timed(encode_image, rgb, qualities=quals, analyzer="offline")
+                wall["pipeline_encode"].append(w); cpu["pipeline_encode"].append(c)  # noqa: E702
+                for part in ("analysis", "codec", "container"):
+                    wall[f"pipeline_{part}"].append(enc.timings[part])
+                    cpu[f"pipeline_{part}"].append(float("nan"))
+                _, w, c = timed(decode_sdc, enc.data)
+                wall["pipeline_decode"].append(w); cpu["pipeline_decode"].append(c)  # noqa: E702
+                info["pipeline_file_bpp"] = len(enc.data) * 8 / (768 * 512)
+                info["pipeline_objects"] = len(enc.analysis.objects)
+            load.append(os.getloadavg()[0])
+        per_image[name] = {"wall_median": {k: statistics.median(v) for k, v in wall.items()},
+                           "cpu_median": {k: statistics.median(v) for k, v in cpu.items()},
+                           "wall_runs": wall, **info}
+        print(f"  {name}: sdc enc {per_image[name]['wall_median']['sdc_encode']:.3f} s, "
+              f"dec {per_image[name]['wall_median']['sdc_decode']:.3f} s; compressai "
+              f"{per_image[name]['wall_median']['compressai_compress']:.3f} / "
+              f"{per_image[name]['wall_median']['compressai_decompress']:.3f} s "
+              f"({time.perf_counter() - t_start:.0f} s)", flush=True)
+
+    summary = {}
+    for k in keys:
+        w = [per_image[n]["wall_median"][k] for n in per_image]
+        c = [per_image[n]["cpu_median"][k] for n in per_image]
+        summary[k] = {"wall_median_s": statistics.median(w), "wall_mean_s": statistics.fmean(w),
+                      "wall_min_s": min(min(per_image[n]["wall_runs"][k]) for n in per_image),
+                      "cpu_median_s": statistics.median(c)}
+    speedup = {
+        "encode": summary["compressai_compress"]["wall_median_s"] / summary["sdc_encode"]["wall_median_s"],
+        "decode": summary["compressai_decompress"]["wall_median_s"] / summary["sdc_decode"]["wall_median_s"],
+    }
+    res = {
+        "benchmark": "encode/decode seconds per 768x512 image",
+        "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "git_commit": git_commit(), "machine": machine_info(), "weights": weights_info(),
+        "load_average_1min_during": {"min": min(load), "max": max(load), "mean": statistics.fmean(load)},
+        "setup": {"images": f"{len(images)} val images, 768x512 centre crops", "runs_per_image": args.runs,
+                  "quality": args.quality, "torch_threads": args.threads,
+                  "compressai": "MeanScaleHyperprior(128, 192), random weights (torch.manual_seed(0)), update(force=True)",
+                  "note": "seconds are wall-clock medians; other jobs (codec training) share the 2 cores"},
+        "targets": {"sdc_seconds_max": 0.5, "speedup_min": 2.0},
+        "summary": summary,
+        "speedup_vs_compressai": speedup,
+        "per_image": per_image,
+    }
+    write_json(args.out, res)
+    print(report(res))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def report(res) -> str:
+    s = res["summary"]
+    rows = [["sdc codec (SDCCodec)", f"{s['sdc_encode']['wall_median_s']:.3f}", f"{s['sdc_decode']['wall_median_s']:.3f}",
+             f"{s['sdc_encode']['wall_min_s']:.3f} / {s['sdc_decode']['wall_min_s']:.3f}",
+             f"{s['sdc_encode']['cpu_median_s']:.3f} / {s['sdc_decode']['cpu_median_s']:.3f}"],
+            ["compressai MSH(128,192)", f"{s['compressai_compress']['wall_median_s']:.3f}",
+             f"{s['compressai_decompress']['wall_median_s']:.3f}",
+             f"{s['compressai_compress']['wall_min_s']:.3f} / {s['compressai_decompress']['wall_min_s']:.3f}",
+             f"{s['compressai_compress']['cpu_median_s']:.3f} / {s['compressai_decompress']['cpu_median_s']:.3f}"]]
+    if "pipeline_encode" in s:
+        rows.append(["sdc pipeline (offline analysis + .sdc)", f"{s['pipeline_encode']['wall_median_s']:.3f}",
+                     f"{s['pipeline_decode']['wall_median_s']:.3f}",
+                     f"{s['pipeline_encode']['wall_min_s']:.3f} / {s['pipeline_decode']['wall_min_s']:.3f}",
+                     f"{s['pipeline_encode']['cpu_median_s']:.3f} / {s['pipeline_decode']['cpu_median_s']:.3f}"])
+    out = table(rows, ["768x512, seconds", "encode (median)", "decode (median)", "fastest run enc / dec",
+                       "CPU s enc / dec (median)"])
+    sp = res["speedup_vs_compressai"]
+    out += f"\nsdc speed-up vs compressai (median wall): encode {sp['encode']:.2f}x, decode {sp['decode']:.2f}x"
+    if "pipeline_encode" in s:
+        out += (f"\npipeline encode split (median s): analysis {s['pipeline_analysis']['wall_median_s']:.3f}, "
+                f"codec {s['pipeline_codec']['wall_median_s']:.3f}, container {s['pipeline_container']['wall_median_s']:.4f}")
+    la = res["load_average_1min_during"]
+    out += f"\n1-min load average during the run: {la['min']:.1f}..{la['max']:.1f} on {res['machine']['cores']} cores"
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
