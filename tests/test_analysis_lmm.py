@@ -242,3 +242,16 @@ def test_parse_ranking_is_strict():
     ]:
         with pytest.raises(ranking.ParseError, match=msg):
             ranking.parse_ranking(bad, ids)
+
+
+def test_auto_without_models_still_ranks_with_a_configured_endpoint(monkeypatch):
+    img = Image.open(IMG)
+    with Server("good") as s:
+        monkeypatch.setenv("SDC_LMM_BASE_URL", s.url)
+        monkeypatch.setenv("SDC_LMM_MODEL", "tiny-vl")
+        auto = analyze(img, config={"masks": "box"})
+        offline = analyze(img, analyzer="offline", config={"masks": "box"})
+        offline_named_ranker = analyze(img, analyzer="offline", config={"masks": "box", "ranker": "openai"})
+    assert auto.analyzer.startswith("offline(") and auto.analyzer.endswith("/openai(tiny-vl)")
+    assert offline.analyzer.endswith("/heuristic") and offline.caption_short == ""
+    assert offline_named_ranker.analyzer.endswith("/openai(tiny-vl)")

@@ -52,9 +52,12 @@ def _detector_choice(cfg: dict) -> str | None:
     return None
 
 
-def _make_lmm(cfg: dict, ranker: str, analyzer: str):
-    """The LMM for captions, ranking and DISCOVER, or None (heuristic ranking)."""
-    if ranker == "heuristic" or (ranker == "auto" and analyzer == "offline"):
+def _make_lmm(cfg: dict, ranker: str, offline_asked: bool):
+    """The LMM for captions, ranking and DISCOVER, or None (heuristic ranking).
+
+    An analyzer of "offline" asked for by name keeps everything local unless a
+    ranker is named too; "auto" that ends up offline still uses a configured LMM."""
+    if ranker == "heuristic" or (ranker == "auto" and offline_asked):
         return None
     if ranker in ("auto", "openai") and cfg.get("lmm_base_url"):
         from .lmm import OpenAICompatible
@@ -176,6 +179,7 @@ def analyze(image, *, analyzer: str = "auto", task: str | None = None,
     H, W = rgb.shape[:2]
     warnings: list[str] = []
 
+    offline_asked = analyzer == "offline"
     if analyzer == "auto":
         analyzer = _grounding_choice(cfg) or _detector_choice(cfg) or "offline"
     big = analyzer in ("grounding-dino", "owlv2")
@@ -183,7 +187,7 @@ def analyze(image, *, analyzer: str = "auto", task: str | None = None,
     # ---- LMM (captions, ranking, task labels)
     lmm = None
     try:
-        lmm = _make_lmm(cfg, cfg["ranker"], analyzer)
+        lmm = _make_lmm(cfg, cfg["ranker"], offline_asked)
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001
