@@ -192,6 +192,16 @@ def test_slow_endpoint_times_out_and_the_encode_goes_on():
     assert len(s.requests) == 1
 
 
+def test_slow_endpoint_during_task_discovery_is_asked_once():
+    with Server("slow", delay=3.0) as s:
+        a = analyze(
+            Image.open(IMG), analyzer="darknet", task="safety inspection of scaffolding",
+            config={**DARKNET, "lmm_base_url": s.url, "lmm_model": "tiny-vl", "lmm_timeout": 0.4})
+    assert len(s.requests) == 1
+    assert a.labels and a.analyzer.endswith("/heuristic")
+    assert any("listing the task's labels" in w for w in a.warnings)
+
+
 def test_http_error_falls_back():
     with Server("http-500") as s:
         a = run(s)

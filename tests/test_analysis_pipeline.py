@@ -115,6 +115,10 @@ def test_darknet_task_keeps_task_labels_only():
     people = analyze(coco_image(name), analyzer="darknet", task="people", config={**DARKNET, "masks": "box"})
     assert {o.label for o in people.objects} == {"person"}
     assert people.task == "people" and "face" in people.labels
+    # a task whose classes the detector knows but does not see leaves nothing to rank
+    none = analyze(coco_image("000000000113.jpg"), analyzer="darknet", task="vehicles",
+                   config={**DARKNET, "masks": "box"})
+    assert none.objects == [] and none.warnings == []
 
 
 def test_darknet_grabcut_masks_stay_inside_boxes():

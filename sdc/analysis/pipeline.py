@@ -195,7 +195,13 @@ def analyze(image, *, analyzer: str = "auto", task: str | None = None,
 
     labels = None
     if task:
-        labels, _src = resolve_task(task, lmm, warnings)
+        try:
+            labels, _src = resolve_task(task, lmm, warnings)
+        except Exception as e:  # noqa: BLE001 - transport errors, timeouts: stop asking this LMM
+            warnings.append(f"{lmm.name} failed while listing the task's labels ({_short(e)}); "
+                            "heuristic ranking, no captions")
+            lmm = None
+            labels, _src = resolve_task(task, None, warnings)
 
     short = long_ = ""
     image_labels: list[str] = []
@@ -218,10 +224,13 @@ def analyze(image, *, analyzer: str = "auto", task: str | None = None,
                 det = _load_detector(analyzer, cfg)
                 found = det.detect(rgb)
                 if labels:
+                    # keep the task's classes; a task none of whose labels the
+                    # detector knows keeps everything (the ranker still sees the task)
                     wanted = {canonical_label(x) for x in labels}
-                    kept = [d for d in found if canonical_label(d[0]) in wanted]
-                    if kept or not any(canonical_label(n) in wanted for n in det.names):
-                        found = kept if kept else found
+                    if any(canonical_label(n) in wanted for n in det.names):
+                        found = [d for d in found if canonical_label(d[0]) in wanted]
+                    else:
+                        warnings.append(f"{det.name} knows none of the task's labels; kept all its detections")
                 raw = [(lab, box, s, det.name) for lab, box, s in found]
                 det_desc = det.name
             else:
@@ -239,7 +248,8 @@ def analyze(image, *, analyzer: str = "auto", task: str | None = None,
             raise
         except Exception as e:  # noqa: BLE001 - a model failing must not fail the encode
             if explicit and isinstance(e, (OSError, ImportError)):
-                raise UsageError(f"analyzer {analyzer!r} cannot run: {_short(e)}") from None
+                hint = " (pip install 'sdc[models]')" if isinstance(e, ImportError) else ""
+                raise UsageError(f"analyzer {analyzer!r} cannot run: {_short(e)}{hint}") from None
             warnings.append(f"{analyzer} failed ({_short(e)}); used the offline detectors")
             raw, det_desc = _detect_offline(rgb)
             big = False
@@ -260,9 +270,13 @@ def analyze(image, *, analyzer: str = "auto", task: str | None = None,
     mask_desc = "box"
     try:
         kind, masker = _masker(cfg["masks"], cfg, big)
-    except UsageError:
-        if explicit or cfg["masks"] != "auto":
-            raise
+    except Exception as e:  # noqa: BLE001
+        if cfg["masks"] != "auto":
+            if isinstance(e, UsageError):
+                raise
+            raise UsageError(f"masks {cfg['masks']!r} cannot be loaded: {_short(e)}"
+                             + (" (pip install 'sdc[models]')" if isinstance(e, ImportError) else "")) from None
+        warnings.append(f"SAM could not be loaded ({_short(e)}); used GrabCut masks")
         kind, masker = "grabcut", None
     if kind == "grabcut":
         from .masks import apply_grabcut

@@ -157,11 +157,13 @@ def resolve_task(task: str, lmm=None, warnings: list[str] | None = None) -> tupl
     if cached:
         return cached, "cache"
     if lmm is not None:
+        from .ranking import ParseError
+
         try:
             labels = lmm.discover(task)
-        except Exception as e:  # noqa: BLE001 - a model failing must not fail the encode
+        except ParseError as e:  # unusable answers; transport errors go to the caller
             labels = None
-            warnings.append(f"task labels: {lmm.name} failed ({str(e)[:200]}); using a built-in list")
+            warnings.append(f"task labels: {lmm.name} gave unusable answers twice ({e}); using a built-in list")
         if labels:
             labels = clean_labels(labels)
             write_cache(task, labels, lmm.name)
