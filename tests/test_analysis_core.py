@@ -263,3 +263,15 @@ def test_builtin_tasks_and_cache(tmp_path, monkeypatch):
     warn: list[str] = []
     labels3, src3 = tasks.resolve_task("find cars and trucks on the road", None, warn)
     assert src3 == "guess:vehicles" and "truck" in labels3 and warn
+
+
+def test_importing_the_package_loads_no_heavy_backend():
+    import subprocess
+    import sys
+
+    code = ("import sys, sdc.analysis; "
+            "print(sorted(m for m in ('torch', 'cv2', 'transformers', 'segment_anything', 'onnxruntime') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

@@ -18,8 +18,15 @@ SDC_GROUNDING_MODEL, SDC_SAM_CHECKPOINT, SDC_ALLOW_DOWNLOAD.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    try:
+        import tomli as tomllib
+    except ModuleNotFoundError:
+        tomllib = None
 
 from sdc.errors import UsageError
 
@@ -91,6 +98,8 @@ def read_config_file(path: Path | None = None) -> dict:
         if os.environ.get("SDC_CONFIG"):
             raise UsageError(f"config file {path} (from SDC_CONFIG) does not exist")
         return {}
+    if tomllib is None:
+        raise UsageError(f"reading the config file {path} needs Python 3.11 or the tomli package")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:

@@ -41,7 +41,7 @@ def _cascade(name: str):
     return c
 
 
-def detect_faces(rgb: np.ndarray, max_side: int = 480) -> list[Detection]:
+def detect_faces(rgb: np.ndarray, max_side: int = 400) -> list[Detection]:
     """Frontal faces with OpenCV's Haar cascade, on the image scaled to `max_side`."""
     cv2 = _cv2()
     h, w = rgb.shape[:2]
@@ -80,7 +80,7 @@ def _text_net(path: str):
     return _cv2().dnn.readNetFromONNX(path)
 
 
-def detect_text(rgb: np.ndarray, max_side: int = 480, thresh: float = 0.3,
+def detect_text(rgb: np.ndarray, max_side: int = 384, thresh: float = 0.3,
                 box_thresh: float = 0.6, min_side: int = 6) -> list[Detection]:
     """Text lines with PP-OCR's DB detector; [] when rapidocr is not installed."""
     path = text_model_path()
