@@ -30,14 +30,14 @@ downloaded unless allow_download is set), else a configured Darknet/ONNX
 detector, else the offline default. `Analysis.analyzer` says what ran, e.g.
 "offline(haar+ppocr+saliency)/grabcut/heuristic". Settings: config.py.
 
-Why this offline default (measured on ../shared/data/coco128, 128 images,
-525 ground-truth objects of area >= 32x32, "covered" = >= 50% of the object's
-mask inside the boxes; seconds per image on the 2-core dev machine while a
-training job runs):
+Why this offline default. Components measured alone on ../shared/data/coco128
+(128 images, 525 ground-truth objects of area >= 32x32; "covered" = at least
+half of the object's mask inside the boxes; seconds per image on the 2-core
+dev machine while a training job runs):
 
     component                         objects covered   image area   s/img
-    Haar frontal faces                     0.4%            0.6%      0.12
-    PP-OCR text (rapidocr's model)         7.2%            6.4%      0.17
+    Haar frontal faces (480 px)            0.4%            0.6%      0.12
+    PP-OCR text (480 px)                   7.2%            6.4%      0.17
     spectral-residual saliency, k=1.5     64.0%           41.9%      0.003
     spectral-residual saliency, k=2       37.1%           22.3%      0.003
     spectral-residual saliency, k=3       11.2%            6.4%      0.003
@@ -45,10 +45,21 @@ training job runs):
     HOG people detector (OpenCV)           0.8%            0.5%      0.03
 
 Faces and text barely cover COCO objects, but they are what machines (face
-and OCR pipelines) need kept; saliency finds generic objects at almost no
-cost, and spectral residual beats frequency-tuned at equal area. k=2 keeps
-about a fifth of the image. The full offline pipeline's numbers are in
-benchmarks/results/analysis_coco128.json.
+and OCR pipelines) most need kept, and they rank L1; saliency finds generic
+objects at almost no cost (spectral residual beats frequency-tuned at equal
+area), ranks L2/L3, and k=2 keeps about a fifth of the image. Haar runs on the
+image scaled to 400 px (minNeighbors 10: 11 of 12 detections on coco128 lie in
+an annotated person, vs 12 of 17 at 6), PP-OCR at 384 px.
+
+Whole pipelines (benchmarks/analysis_coco128.py, 515 non-crowd objects; wall
+seconds under a load average of ~8, CPU seconds in brackets):
+
+    analyzer                                   covered   area   s/img
+    offline default (GrabCut masks)             35.7%    22.7%  0.50 (0.30 CPU)
+    offline, box masks                          41.2%    27.8%  0.41 (0.21 CPU)
+    darknet yolo-fastest-1.1, GrabCut           62.5%    23.9%  0.20 (0.10 CPU)
+    darknet yolo-fastest-1.1, box masks         75.3%    35.7%  0.05 (0.02 CPU)
+    darknet yolo-fastest-1.1-xl, box masks      84.7%    39.7%  0.09 (0.05 CPU)
 
 Rejected options: facenet-pytorch's MTCNN (2.6 pins torch<2.3 and
 Pillow<10.3, so it cannot install beside torch 2.14); rapidocr-onnxruntime

@@ -135,7 +135,7 @@ def saliency_map(rgb: np.ndarray, size: int = 64) -> np.ndarray:
     return (sal / m) if m > 0 else sal
 
 
-def detect_salient(rgb: np.ndarray, k: float = 2.5, min_frac: float = 0.004,
+def detect_salient(rgb: np.ndarray, k: float = 2.0, min_frac: float = 0.004,
                    max_regions: int = 8) -> list[Detection]:
     """Salient regions: connected parts of the saliency map above k x its mean."""
     cv2 = _cv2()

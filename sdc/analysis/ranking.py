@@ -17,8 +17,9 @@ Two rankers:
               divided by the half-diagonal.
   confidence  the detector's score.
 
-  L1 when importance >= 0.62, L2 when >= 0.45, else L3. The reason line
-  gives the four terms.
+  L1 when importance >= 0.62, L2 when >= 0.45, else L3. Regions of unknown
+  content (GENERIC_LABELS: "salient region", "object") are L2 at most. The
+  reason line gives the four terms.
 
 - the LMM ranker (SDComp's two prompts): `caption` asks for a short and a
   long caption (and the kinds of objects present, used to query grounding
@@ -50,6 +51,7 @@ LABEL_PRIORS: dict[str, float] = {
 for _lab in BUILTIN_TASKS["coco"]:
     LABEL_PRIORS.setdefault(_lab, 0.6)
 UNKNOWN_PRIOR = 0.5
+GENERIC_LABELS = {"salient region", "object"}
 L1_MIN, L2_MIN = 0.62, 0.45
 
 
@@ -67,7 +69,7 @@ def heuristic_importance(o: DetectedObject, width: int, height: int,
     centrality = max(0.0, 1.0 - math.hypot(cx, cy) / math.hypot(0.5, 0.5))
     conf = min(1.0, max(0.0, float(o.score)))
     imp = 0.45 * prior + 0.20 * size + 0.15 * centrality + 0.20 * conf
-    if task_labels and label not in wanted:
+    if (task_labels and label not in wanted) or label in GENERIC_LABELS:
         imp = min(imp, L1_MIN - 0.01)
     reason = (f"heuristic: prior {prior:.2f} ({label}), area {100 * frac:.0f}%, "
               f"centrality {centrality:.2f}, confidence {conf:.2f} -> {imp:.2f}")
