@@ -15,7 +15,8 @@ the COCO labels; each with GrabCut masks and with the boxes themselves):
   on what else the machine runs than the wall clock does.
 
     nice -n 10 python benchmarks/analysis_coco128.py            # all, writes benchmarks/results/analysis_coco128.json
-    python benchmarks/analysis_coco128.py --limit 16 --only offline
+    nice -n 10 python benchmarks/analysis_coco128.py --only offline   # rerun some, keep the other results
+    python benchmarks/analysis_coco128.py --limit 16            # a quick look, writes nothing
 """
 from __future__ import annotations
 
@@ -157,12 +158,17 @@ def main(argv=None) -> int:
               f"{r['seconds_per_image']:6.3f} {r['cpu_seconds_per_image']:9.3f}")
     print(f"\n{len(data)} images, {results[0]['gt_objects'] if results else 0} ground-truth objects "
           f"(area >= 32x32, not crowd); load average {env['load_average_at_start']} -> {env['load_average_at_end']}")
-    if not args.limit and not args.only:
+    if not args.limit:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
+        previous = []
+        if args.only and out.is_file():  # replace the rerun analyzers, keep the others
+            previous = [r for r in json.loads(out.read_text()).get("results", [])
+                        if r["name"] not in {x["name"] for x in results}]
+        merged = sorted(previous + results, key=lambda r: list(RUNS).index(r["name"]) if r["name"] in RUNS else 99)
         out.write_text(json.dumps({"dataset": "coco128 (../shared/data/coco128)", "min_area": MIN_AREA,
                                    "coverage_rule": "object covered when >= 50% of its mask is in L1+L2+L3",
-                                   "environment": env, "results": results}, indent=1) + "\n")
+                                   "environment": env, "results": merged}, indent=1) + "\n")
         print(f"wrote {out.relative_to(ROOT)}")
     return 0
 

@@ -226,3 +226,14 @@ def test_local_vlm_answers_are_used_when_they_parse(qwen, monkeypatch, tmp_path)
     assert [p[1:] for p in prompts] == [(True, 1), (True, 1), (True, 3)]
     assert "A person with an umbrella." in prompts[1][0]
     assert a.analyzer.endswith("/heuristic") and len(a.warnings) == 1
+
+
+def test_local_vlm_generation_is_cut_at_the_timeout(qwen):
+    import time
+
+    t = time.perf_counter()
+    a = analyze(image(), analyzer="darknet",
+                config={**DARKNET, "masks": "box", "ranker": "vlm", "vlm_model": str(qwen),
+                        "vlm_max_new_tokens": 100000, "lmm_timeout": 0.3})
+    assert time.perf_counter() - t < 8  # four generations of at most 0.3 s each, not 100000 tokens
+    assert a.analyzer.endswith("/heuristic") and len(a.warnings) == 2

@@ -49,7 +49,7 @@ DEFAULTS: dict = {
     "lmm_base_url": None,  # OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1
     "lmm_model": None,
     "lmm_api_key": None,
-    "lmm_timeout": 60.0,  # seconds per request
+    "lmm_timeout": 60.0,  # seconds per endpoint request, or per local VLM generation
     "detector_cfg": None,  # Darknet .cfg
     "detector_weights": None,  # Darknet .weights
     "detector_onnx": None,  # ONNX detector (YOLO-style output)

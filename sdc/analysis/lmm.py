@@ -129,6 +129,8 @@ class LocalVLM(_Discover):
         self.model.to(cfg.get("device") or "cpu").eval()
         self.device = cfg.get("device") or "cpu"
         self.max_new_tokens = int(cfg.get("vlm_max_new_tokens", 768))
+        # generation stops after this many seconds (a cut answer fails to parse: retry, then heuristic)
+        self.timeout = float(cfg.get("lmm_timeout", 60.0))
         self.torch = torch
         short = model.rstrip("/").split("/")[-1]
         self.name = f"vlm({short})"
@@ -147,6 +149,7 @@ class LocalVLM(_Discover):
             kw["images"] = [image.convert("RGB")]
         inputs = self.processor(**kw).to(self.device)
         with self.torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
+                                      max_time=self.timeout)
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.processor.decode(new, skip_special_tokens=True)

@@ -74,7 +74,11 @@ def _make_lmm(cfg: dict, ranker: str, offline_asked: bool):
     if vlm and (ranker == "vlm" or model_available(vlm) or cfg.get("allow_download")):
         from .lmm import LocalVLM
 
-        return _cached(("vlm", vlm), lambda: LocalVLM(vlm, cfg))
+        key = ("vlm", vlm, cfg["allow_download"], cfg["trust_remote_code"], cfg.get("device"))
+        model = _cached(key, lambda: LocalVLM(vlm, cfg))
+        model.max_new_tokens = cfg["vlm_max_new_tokens"]  # per-call settings of the kept model
+        model.timeout = cfg["lmm_timeout"]
+        return model
     return None
 
 
