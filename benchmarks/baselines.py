@@ -102,7 +102,9 @@ def rgb_to_yuv444p(rgb: np.ndarray) -> bytes:
 
 
 def yuv444p_to_rgb(data: bytes, h: int, w: int) -> np.ndarray:
-    ycc = np.frombuffer(data, np.uint8)[: 3 * h * w].reshape(3, h, w).transpose(1, 2, 0).astype(np.float64)
+    if len(data) != 3 * h * w:
+        raise RuntimeError(f"decoded {len(data)} bytes, expected {3 * h * w} for {w}x{h} yuv444p")
+    ycc = np.frombuffer(data, np.uint8).reshape(3, h, w).transpose(1, 2, 0).astype(np.float64)
     rgb = (ycc - np.array([0, 128, 128])) @ _MI.T
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 

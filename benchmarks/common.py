@@ -17,8 +17,11 @@ RESULTS = BENCH / "results"
 SHARED = Path(os.environ.get("SDC_SHARED", REPO.parent / "shared"))
 VAL_DIR = SHARED / "data" / "val"
 
-if str(REPO) not in sys.path:  # `python benchmarks/x.py` from anywhere, without installing sdc
-    sys.path.insert(0, str(REPO))
+# The sdc code benchmarked: this checkout, or $SDC_CODE (e.g. a `git archive` of a commit, to measure
+# committed code while the work tree is being edited). `python benchmarks/x.py` works without installing sdc.
+CODE = Path(os.environ.get("SDC_CODE", REPO)).resolve()
+if str(CODE) not in sys.path:
+    sys.path.insert(0, str(CODE))
 
 
 def set_threads(n: int = 2) -> None:
@@ -121,11 +124,18 @@ def weights_info() -> dict:
 
 
 def git_commit() -> str:
+    """HEAD's short hash, plus the uncommitted changes under sdc/ and weights/ that the numbers include."""
     import subprocess
 
+    if CODE != REPO:
+        return f"sdc code from {CODE} ($SDC_CODE): " + (os.environ.get("SDC_CODE_REV") or "unknown revision")
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "sdc", "weights"],
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+        dirty = [line[3:] for line in dirty if line.strip()]
+        return head + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
     except Exception:  # noqa: BLE001 - informational only
         return ""
 
