@@ -63,10 +63,19 @@ seconds under a load average of ~8, CPU seconds in brackets):
     darknet yolo-fastest-1.1, box masks         75.3%    35.7%  0.05 (0.02 CPU)
     darknet yolo-fastest-1.1-xl, box masks      84.7%    39.7%  0.09 (0.05 CPU)
 
-Rejected options: facenet-pytorch's MTCNN (2.6 pins torch<2.3 and
-Pillow<10.3, so it cannot install beside torch 2.14); rapidocr-onnxruntime
+Faces, Haar vs MTCNN (facenet-pytorch 2.6 installed with --no-deps into a
+scratch directory just to measure it; coco128, detections whose centre lies in
+an annotated person / elsewhere, CPU seconds per image):
+
+    Haar (as configured)    10 / 1     0.08 CPU s/img
+    MTCNN (p > 0.9)         51 / 1     1.59 CPU s/img
+
+MTCNN finds five times the faces (mostly small ones) but costs 19 times the
+CPU, over the offline budget, and cannot be a dependency: facenet-pytorch 2.6
+pins torch<2.3 and Pillow<10.3. Other rejected options: rapidocr-onnxruntime
 (pulls opencv-python, which clashes with opencv-python-headless); OpenCV's
-saliency module (only in opencv-contrib, which clashes the same way). The
+saliency module (only in opencv-contrib, which clashes the same way); OpenCV's
+HOG people detector (table above). The
 `rapidocr` 3.x wheel depends on opencv-python-headless and ships its PP-OCR
 models; only its detector's ONNX file is used, through OpenCV.
 """
