@@ -70,7 +70,7 @@ an annotated person / elsewhere, CPU seconds per image):
     Haar (as configured)    10 / 1     0.08 CPU s/img
     MTCNN (p > 0.9)         51 / 1     1.59 CPU s/img
 
-MTCNN finds five times the faces (mostly small ones) but costs 19 times the
+MTCNN finds five times the faces but costs 19 times the
 CPU, over the offline budget, and cannot be a dependency: facenet-pytorch 2.6
 pins torch<2.3 and Pillow<10.3. Other rejected options: rapidocr-onnxruntime
 (pulls opencv-python, which clashes with opencv-python-headless); OpenCV's
