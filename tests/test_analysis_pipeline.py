@@ -55,13 +55,13 @@ def iou(a, b) -> float:
 def test_offline_default_is_fast_deterministic_and_complete():
     img = coco_image("000000000113.jpg")  # three people at a table
     analyze(img, analyzer="offline")  # warm-up: loads the text model
-    t = time.perf_counter()
+    t = time.process_time()  # CPU seconds: the wall clock depends on the training job next door
     a = analyze(img, analyzer="offline")
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     b = analyze(img, analyzer="offline")
     assert a.to_json() == b.to_json()
     assert a.analyzer == "offline(haar+ppocr+saliency)/grabcut/heuristic"
-    assert dt < 2.5, f"offline analysis took {dt:.2f} s"  # ~0.3 s on an idle 2-core machine
+    assert dt < 1.0, f"offline analysis took {dt:.2f} CPU s"  # ~0.3 CPU s (benchmarks/results)
     assert a.objects and all(o.level in ("L1", "L2", "L3") for o in a.objects)
     assert all(o.reason for o in a.objects)
     # both faces are found, inside the annotated people, and ranked L1
