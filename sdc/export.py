@@ -18,10 +18,28 @@ import torch
 from PIL import Image
 
 from sdc.levels import LEVELS
-from sdc.models.codec import SDCCodec, inference_tensors, CodedImage
+from sdc.models.codec import SDCCodec
+from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import LAMBDAS, PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
 from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights
+
+
+def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
+    """Everything the weights file stores: float state, entropy tables, integer h_s."""
+    from compressai.models.google import get_scale_table
+
+    net.entropy_bottleneck.update(force=True)
+    net.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
+    tensors = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    tensors.update(IntegerHyperSynthesis.quantize(net.h_s))
+    # Scales are compared after multiplying by the fixed-point gain: units 2^-(2·ACT_BITS).
+    tensors["int_scale_thresholds"] = torch.round(net.gaussian_conditional.scale_table.double() * 2.0 ** (2 * ACT_BITS)).to(torch.int64)
+    medians = net.entropy_bottleneck.quantiles[:, 0, 1].detach().double()
+    tensors["int_z_median"] = torch.round(medians * 2.0**ACT_BITS).to(torch.int64)
+    tensors["int_gain"] = torch.round(net.log_gain.detach().double().exp() * 2.0**ACT_BITS).to(torch.int64)
+    tensors["int_z_inv_gain"] = torch.round((-net.log_z_gain.detach().double()).exp() * 2.0**ACT_BITS).to(torch.int64)
+    return tensors
 
 
 def val_images(folder: Path) -> list[np.ndarray]:
@@ -58,6 +76,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default="weights")
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--notes", default="")
+    p.add_argument("--val-limit", type=int, default=None, help="validate on the first N images only (quick exports)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -95,7 +114,8 @@ def main(argv=None) -> None:
     codec = SDCCodec(tensors=tensors, manifest=manifest)
     t = time.time()
     manifest["validation"] = {"data": args.val, "metric": "real bitstream bpp (hyperprior+groups) / PSNR-RGB, full images",
-                              "results": real_rd(codec, val_images(Path(args.val)))}
+                              "images": args.val_limit or "all",
+                              "results": real_rd(codec, val_images(Path(args.val))[: args.val_limit])}
     print(json.dumps(manifest["validation"]["results"]), f"({time.time() - t:.0f}s)")
     manifest = save_weights(Path(args.out), tensors, manifest)
     print(f"wrote {args.out}/sdc.safetensors sha256 {manifest['sha256'][:16]}")

@@ -19,9 +19,9 @@ import torch
 from sdc.errors import BadInputError, UsageError
 from sdc.levels import LEVELS
 from sdc.models.entropy_coder import EntropyDecodeError
-from sdc.models.integer_hyper import IntegerHyperSynthesis, scale_thresholds, ACT_BITS
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.network import LATENT_STRIDE, SDCNet, latent_shape, pad_to_multiple
+from sdc.models.layers import FoldedGDN, build_transforms
+from sdc.models.network import latent_shape, pad_to_multiple
 from sdc.models.weights import load_weights
 
 
@@ -37,18 +37,23 @@ class CodedImage:
     groups: dict[str, bytes] = field(default_factory=dict)
 
 
-def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
-    """Everything the weights file stores: float state, entropy tables, integer h_s."""
-    net.entropy_bottleneck.update(force=True)
-    from compressai.models.google import get_scale_table
+class InferenceNet(torch.nn.Module):
+    """g_a, g_s, h_a and the gains, loaded from the weights file (no compressai)."""
 
-    net.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
-    tensors = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    tensors.update(IntegerHyperSynthesis.quantize(net.h_s))
-    tensors["int_scale_thresholds"] = scale_thresholds(net.gaussian_conditional.scale_table)
-    medians = net.entropy_bottleneck.quantiles[:, 0, 1].detach().double()
-    tensors["int_z_median"] = torch.round(medians * 2.0**ACT_BITS).to(torch.int64)
-    return tensors
+    def __init__(self, tensors: dict[str, torch.Tensor], N: int, M: int, num_qualities: int):
+        super().__init__()
+        self.N, self.M, self.num_qualities = N, M, num_qualities
+        transforms = build_transforms(N, M, FoldedGDN)
+        for name in ("g_a", "g_s", "h_a"):
+            module = transforms[name]
+            for key, sub in module.named_children():
+                if isinstance(sub, FoldedGDN):
+                    sub.load_reparametrized(tensors, f"{name}.{key}.")
+                else:
+                    sub.load_state_dict({k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{name}.{key}.")})
+            setattr(self, name, module)
+        self.register_buffer("inv_gain", tensors["log_inv_gain"].float().exp())
+        self.eval()
 
 
 class SDCCodec:
@@ -65,24 +70,15 @@ class SDCCodec:
             tensors, manifest = load_weights(weights)
         self.manifest = manifest or {}
         arch = self.manifest.get("architecture", {})
-        self.net = SDCNet(arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8))
-        state = {k: v for k, v in tensors.items() if not k.startswith("int_")}
-        # Entropy tables are buffers sized at update(); give them the stored shapes first.
-        for name in ("entropy_bottleneck", "gaussian_conditional"):
-            module = getattr(self.net, name)
-            for buf in ("_offset", "_quantized_cdf", "_cdf_length", "scale_table"):
-                key = f"{name}.{buf}"
-                if key in state:
-                    module.register_buffer(buf, torch.empty_like(state[key]))
-        self.net.load_state_dict(state)
-        self.net.eval()
+        try:
+            self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8))
+        except (KeyError, RuntimeError) as exc:
+            raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         self.latent = GroupedLatentCodec(tensors)
         sha = self.manifest.get("sha256", "0" * 16)
         self.codec_id = bytes.fromhex(sha[:16])
         self.num_qualities = self.net.num_qualities
-        with torch.no_grad():
-            self._gain = self.net.log_gain.exp().double()
-            self._inv_gain = self.net.log_inv_gain.exp().float()
+        self._inv_gain = self.net.inv_gain
 
     # -- helpers ------------------------------------------------------------------
     def _quality_map(self, group_map: np.ndarray, qualities: dict[str, int]) -> torch.Tensor:
@@ -105,6 +101,10 @@ class SDCCodec:
         return (self.net.N, h // 4, w // 4)
 
     # -- API ----------------------------------------------------------------------
+    def _z_quality(self, gmap: np.ndarray, qmap: torch.Tensor) -> int:
+        """0-based quality of z: the highest quality of any position (decoder derives it too)."""
+        return int(qmap.max()) if qmap.numel() else 0
+
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, group_map: np.ndarray, qualities: dict[str, int],
                levels: tuple[str, ...] = LEVELS) -> CodedImage:
@@ -116,11 +116,11 @@ class SDCCodec:
         qmap = self._quality_map(gmap, qualities)
         x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
         y = self.net.g_a(pad_to_multiple(x))
-        gain = self._gain[qmap].permute(2, 0, 1)  # (M, h, w)
-        y_g = y[0].double() * gain
-        z = self.net.h_a(y_g[None].float())[0]
-        hyper, hp = self.latent.encode_z(z)
-        symbols = self.latent.y_symbols(y_g, hp)
+        z = self.net.h_a(y)[0]
+        qz = self._z_quality(gmap, qmap)
+        hyper, z_symbols = self.latent.encode_z(z, qz)
+        hp = self.latent.hyper_params(z_symbols, qz, qmap)
+        symbols = self.latent.y_symbols(y[0].double() * self.latent.gains(qmap), hp)
         groups = self.latent.encode_groups(symbols, hp, gmap, levels)
         return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
 
@@ -141,11 +141,12 @@ class SDCCodec:
         gmap = self._check_map(coded.group_map, coded.height, coded.width)
         qmap = self._quality_map(gmap, coded.qualities)
         try:
-            hp = self.latent.decode_z(coded.hyperprior, self.z_shape(coded.height, coded.width))
+            z_symbols = self.latent.decode_z(coded.hyperprior, self.z_shape(coded.height, coded.width))
+            hp = self.latent.hyper_params(z_symbols, self._z_quality(gmap, qmap), qmap)
             y_g, symbols = self.latent.decode_groups(coded.groups, hp, gmap)
         except EntropyDecodeError as exc:
             raise BadInputError(str(exc)) from None
-        symbols["hyperprior"] = hp.z_symbols
+        symbols["hyperprior"] = z_symbols
         inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
         return y_g.float() * inv_gain, symbols
 

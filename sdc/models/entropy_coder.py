@@ -79,7 +79,13 @@ class TableCoder:
             enc.encode((u >> shift) & 0xFFFF, self._piece_model)
 
     def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
-        """Symbols in the order of `indexes`. Raises EntropyDecodeError on broken data."""
+        """Symbols in the order of `indexes`.
+
+        Raises EntropyDecodeError where damage is detectable (invalid code
+        words, out-of-range escapes, leftover data). A range coder cannot
+        detect every damage, e.g. a cut-off tail decodes to wrong symbols; the
+        container's per-chunk CRC-32C and lengths catch those before this runs.
+        """
         indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
         if len(data) % 4:
             raise EntropyDecodeError("substream length is not a multiple of 4 bytes")
@@ -96,6 +102,8 @@ class TableCoder:
             values = slots + self.offsets[sorted_idx]
             for pos in np.flatnonzero(escaped):
                 values[pos] = self._decode_escape(dec)
+            if not dec.maybe_exhausted():
+                raise EntropyDecodeError("substream has data after its last symbol")
         except EntropyDecodeError:
             raise
         except Exception as exc:  # constriction reports broken streams as Python exceptions

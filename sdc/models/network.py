@@ -3,27 +3,27 @@
 Architecture (module names and shapes match compressai's
 ``MeanScaleHyperprior(N, M)``, so its weights can initialise this one)::
 
-              ┌───┐  y   ┌─────┐ y·g  ┌───┐  z  ┌───┐ ẑ  ┌───┐  μ, σ
-        x ──►─┤g_a├──►───┤ ×g  ├──┬──►┤h_a├──►──┤ Q ├─►──┤h_s├──►──┐
-              └───┘      └─────┘  │   └───┘     └───┘ EB └───┘     │
-                                  ▼                                 ▼
-                                ┌─┴─┐ ŷ·g = round(y·g − μ) + μ     GC
-                                │ Q ├──────────────────────────◄───┘
-                                └─┬─┘
-              ┌───┐   ŷ  ┌─────┐  │
-      x̂ ──◄──┤g_s├──◄───┤ ×g' ├──┘
+              ┌───┐  y   ┌────┐ y·g                 ŷ·g = round(y·g − μ·g) + μ·g
+        x ──►─┤g_a├──►─┬─┤ ×g ├──►──────────────────────┬───────────────►─┐
+              └───┘    │ └────┘                         │ GC(μ·g, σ·g)    │
+                       │ ┌───┐ z ┌─────┐  ┌───┐ ┌─────┐ ┌───┐  μ, σ       │
+                       └─┤h_a├─►─┤ ×gz ├─►┤ Q ├─┤ /gz ├─┤h_s├──►─┘         │
+                         └───┘   └─────┘  └───┘ └─────┘ └───┘             │
+                                            EB                           │
+              ┌───┐   ŷ  ┌─────┐                                          │
+      x̂ ──◄──┤g_s├──◄───┤ ×g' ├──◄───────────────────────────────────────┘
               └───┘      └─────┘
 
-g and g' are per-channel gain vectors, one pair per quality q (Cui et al.
-2021, "Asymmetric gained deep image compression"). The gain is a *map*: each
-latent position takes the gain of its group's quality, so one image can carry
-L1 at q=8 and the background at q=2. h_a sees the gained latent, so the
-hyperprior (and its rate) follows the quality too, and h_s predicts mean and
-scale directly in the gained domain: the decoder needs no gain to find the
-entropy-coding tables, only g' to reconstruct.
-
-No spatial context is used for y: every position's distribution depends on
-z alone, which is what makes groups decodable independently.
+g, g' are per-channel gain vectors, one pair per quality q (Cui et al. 2021,
+"Asymmetric gained deep image compression"), applied as a *map*: each latent
+position takes the gain of its group's quality, so one image can carry L1 at
+q=8 and the background at q=2. The hyperprior works in the ungained domain:
+h_s predicts μ, σ of y, and each position's coding distribution is
+N(μ·g, σ·g) with its own g. So a group's bits depend only on its own quality,
+not on its neighbours' (a hyperprior that saw y·g would smear a high-quality
+group's statistics into the low-quality groups around it). z has a gain gz of
+its own, taken from the highest quality present in the image, so the side
+information also shrinks at low rates.
 """
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
+
+from sdc.models.layers import build_h_s, build_transforms  # noqa: F401  (build_h_s re-exported)
 
 # Rate-distortion trade-offs of the qualities 1..8: loss = λ·255²·MSE + bpp.
 LAMBDAS: tuple[float, ...] = tuple(0.0016 * 1.7**k for k in range(8))
@@ -44,31 +44,22 @@ LATENT_STRIDE = 16
 PAD_MULTIPLE = 64
 
 
-def conv(cin: int, cout: int, k: int = 5, s: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, stride=s, padding=k // 2)
-
-
-def deconv(cin: int, cout: int, k: int = 5, s: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, k, stride=s, output_padding=s - 1, padding=k // 2)
-
-
-def build_h_s(N: int, M: int) -> nn.Sequential:
-    return nn.Sequential(
-        deconv(N, M),
-        nn.LeakyReLU(inplace=True),
-        deconv(M, M * 3 // 2),
-        nn.LeakyReLU(inplace=True),
-        conv(M * 3 // 2, M * 2, k=3, s=1),
-    )
-
-
 def ste_round(x: torch.Tensor) -> torch.Tensor:
     """Round in the forward pass, identity gradient in the backward pass."""
     return (torch.round(x) - x).detach() + x
 
 
+def initial_log_gains(num_qualities: int, M: int) -> torch.Tensor:
+    """Gains start where high-rate theory puts them: step size ∝ 1/sqrt(λ)."""
+    init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in LAMBDAS[:num_qualities]])
+    return init[:, None].repeat(1, M)
+
+
 class SDCNet(nn.Module):
-    """Variable-rate mean-scale hyperprior with per-position gains.
+    """Variable-rate mean-scale hyperprior with per-position gains (trainable).
+
+    Uses compressai's GDN and entropy models (imported here, lazily, because
+    importing compressai is slow); the inference codec needs neither.
 
     Args:
         N: channels of the transforms and of z.
@@ -78,25 +69,17 @@ class SDCNet(nn.Module):
 
     def __init__(self, N: int = 64, M: int = 96, num_qualities: int = len(LAMBDAS)):
         super().__init__()
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+        from compressai.layers import GDN
+
         self.N, self.M, self.num_qualities = N, M, num_qualities
-        self.g_a = nn.Sequential(
-            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M),
-        )
-        self.g_s = nn.Sequential(
-            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
-            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
-        )
-        self.h_a = nn.Sequential(
-            conv(M, N, k=3, s=1), nn.LeakyReLU(inplace=True), conv(N, N),
-            nn.LeakyReLU(inplace=True), conv(N, N),
-        )
-        self.h_s = build_h_s(N, M)
+        for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv)).items():
+            setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
-        # Gains start where high-rate theory puts them: step size ∝ 1/sqrt(λ).
-        init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in LAMBDAS[:num_qualities]])
-        self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
-        self.log_inv_gain = nn.Parameter(-init[:, None].repeat(1, M))
+        self.log_gain = nn.Parameter(initial_log_gains(num_qualities, M))
+        self.log_inv_gain = nn.Parameter(-initial_log_gains(num_qualities, M))
+        self.log_z_gain = nn.Parameter(0.5 * initial_log_gains(num_qualities, N))
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,15 +93,17 @@ class SDCNet(nn.Module):
         """x: (B, 3, H, W) in [0, 1]; qmap: (B, H/16, W/16) long quality indexes."""
         y = self.g_a(x)
         g, gi = self.gain_maps(qmap)
+        gz = self.log_z_gain.exp()[qmap.flatten(1).amax(1)][:, :, None, None]
+        z = self.h_a(y)
+        z_hat, z_lik = self.entropy_bottleneck(z * gz)
+        scales, means = self.h_s(z_hat / gz).chunk(2, 1)
+        scales_g, means_g = scales * g, means * g
         y_g = y * g
-        z = self.h_a(y_g)
-        z_hat, z_lik = self.entropy_bottleneck(z)
-        scales, means = self.h_s(z_hat).chunk(2, 1)
         # Rate from additive noise, reconstruction from true rounding
         # ("mixed quantization", Minnen & Singh 2020): the synthesis learns on
         # the latents it will really get.
-        _, y_lik = self.gaussian_conditional(y_g, scales, means=means)
-        y_hat = (ste_round(y_g - means) + means) * gi
+        _, y_lik = self.gaussian_conditional(y_g, scales_g, means=means_g)
+        y_hat = (ste_round(y_g - means_g) + means_g) * gi
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 

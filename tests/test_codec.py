@@ -1,0 +1,151 @@
+"""The learned codec: group-subset round trips, determinism, weights check, rate ladder."""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from sdc.errors import BadInputError
+from sdc.levels import LEVELS
+from sdc.models.codec import CodedImage, SDCCodec
+from sdc.models.network import LATENT_STRIDE, latent_shape
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * math.log10(255**2 / max(mse, 1e-12))
+
+
+def quadrant_map(height: int, width: int) -> np.ndarray:
+    """Every level present: L1 top-left, L2 top-right, L3 bottom-left, other bottom-right."""
+    h, w = latent_shape(height, width)
+    m = np.full((h, w), 3, np.uint8)
+    m[: h // 2, : w // 2] = 0
+    m[: h // 2, w // 2 :] = 1
+    m[h // 2 :, : w // 2] = 2
+    return m
+
+
+def pixel_mask(gmap: np.ndarray, level: int, height: int, width: int) -> np.ndarray:
+    full = np.repeat(np.repeat(gmap == level, LATENT_STRIDE, 0), LATENT_STRIDE, 1)
+    return full[:height, :width]
+
+
+@pytest.fixture(scope="module")
+def coded(codec, val_image):
+    gmap = quadrant_map(*val_image.shape[:2])
+    return codec.encode(val_image, gmap, {"L1": 6, "L2": 5, "L3": 4, "other": 3})
+
+
+def subset(coded: CodedImage, levels) -> CodedImage:
+    c = copy.copy(coded)
+    c.groups = {lv: coded.groups[lv] for lv in levels}
+    return c
+
+
+def test_every_group_subset_decodes_its_own_symbols(codec, coded, val_image):
+    full = codec.decode_symbols(coded)
+    full_rgb = codec.decode(coded)
+    assert psnr(full_rgb, val_image) > 22
+    for n in range(len(LEVELS) + 1):
+        for levels in itertools.combinations(LEVELS, n):
+            part = subset(coded, levels)
+            symbols = codec.decode_symbols(part)
+            assert set(symbols) == set(levels) | {"hyperprior"}
+            for lv in levels:
+                assert np.array_equal(symbols[lv], full[lv]), lv
+            rgb = codec.decode(part)
+            assert rgb.shape == val_image.shape and rgb.dtype == np.uint8
+            if len(levels) == len(LEVELS):
+                assert np.array_equal(rgb, full_rgb)
+
+
+def test_decoded_group_is_better_than_its_hyperprior_fill(codec, coded, val_image):
+    h, w = val_image.shape[:2]
+    only_l1 = codec.decode(subset(coded, ("L1",)))
+    nothing = codec.decode(subset(coded, ()))
+    inside = pixel_mask(coded.group_map, 0, h, w)
+    assert psnr(only_l1[inside], val_image[inside]) > psnr(nothing[inside], val_image[inside]) + 3
+
+
+def test_symbols_identical_across_threads_and_perturbed_float_path(codec, coded, val_image):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.decode_symbols(coded), codec.decode(coded)
+        torch.set_num_threads(2)
+        two = codec.decode_symbols(coded), codec.decode(coded)
+    finally:
+        torch.set_num_threads(threads)
+    # A decoder whose float arithmetic differs slightly (other BLAS, other CPU):
+    # perturb every float weight by a relative 1e-6.
+    perturbed = copy.copy(codec)
+    perturbed.net = copy.deepcopy(codec.net)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in perturbed.net.parameters():
+            p.mul_(1 + 1e-6 * torch.randn(p.shape, generator=gen))
+        perturbed._inv_gain = codec._inv_gain * (1 + 1e-6 * torch.randn(codec._inv_gain.shape, generator=gen))
+    three = perturbed.decode_symbols(coded), perturbed.decode(coded)
+    for other in (two, three):
+        assert other[0].keys() == one[0].keys()
+        for k in one[0]:
+            assert np.array_equal(one[0][k], other[0][k]), k
+        assert np.abs(one[1].astype(int) - other[1].astype(int)).max() <= 1
+
+
+def test_repeated_encodes_are_identical(codec, val_image, coded):
+    again = codec.encode(val_image, coded.group_map, coded.qualities)
+    assert again.hyperprior == coded.hyperprior and again.groups == coded.groups
+
+
+def test_rate_grows_and_distortion_falls_with_quality(codec, val_image):
+    gmap = np.full(latent_shape(*val_image.shape[:2]), 3, np.uint8)
+    sizes, psnrs = [], []
+    for q in range(1, codec.num_qualities + 1):
+        c = codec.encode(val_image, gmap, {lv: q for lv in LEVELS})
+        sizes.append(len(c.hyperprior) + sum(map(len, c.groups.values())))
+        psnrs.append(psnr(codec.decode(c), val_image))
+    assert all(a < b for a, b in zip(sizes, sizes[1:])), sizes
+    assert psnrs[-1] > psnrs[0] + 1, psnrs
+
+
+def test_per_group_quality_in_one_file(codec, val_image):
+    h, w = val_image.shape[:2]
+    gmap = quadrant_map(h, w)
+    low = codec.encode(val_image, gmap, {lv: 1 for lv in LEVELS})
+    mixed = codec.encode(val_image, gmap, {"L1": 8, "L2": 1, "L3": 1, "other": 1})
+    rec_low, rec_mixed = codec.decode(low), codec.decode(mixed)
+    l1, l2 = pixel_mask(gmap, 0, h, w), pixel_mask(gmap, 1, h, w)
+    assert len(mixed.groups["L1"]) > 1.5 * len(low.groups["L1"])
+    assert psnr(rec_mixed[l1], val_image[l1]) > psnr(rec_low[l1], val_image[l1]) + 1
+    # A high-quality neighbour does not make the low-quality group cost more or look worse.
+    assert len(mixed.groups["L2"]) < 1.2 * len(low.groups["L2"])
+    assert psnr(rec_mixed[l2], val_image[l2]) > psnr(rec_low[l2], val_image[l2]) - 0.5
+
+
+def test_weights_hash_is_checked(tmp_path):
+    from sdc.models.weights import default_weights_dir
+
+    src = default_weights_dir()
+    shutil.copytree(src, tmp_path / "w")
+    path = tmp_path / "w" / "sdc.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadInputError, match="do not match their manifest"):
+        SDCCodec(tmp_path / "w")
+
+
+def test_codec_id_comes_from_the_weights_hash(codec):
+    assert codec.codec_id == bytes.fromhex(codec.manifest["sha256"][:16])
+
+
+def test_wrong_map_shape_is_a_clear_error(codec, val_image):
+    with pytest.raises(BadInputError, match="region map"):
+        codec.encode(val_image, np.zeros((3, 3), np.uint8), {lv: 4 for lv in LEVELS})

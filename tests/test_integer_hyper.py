@@ -1,0 +1,70 @@
+"""The integer hyper-synthesis is exact: equal to an int64 reference, any thread count."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sdc.models.integer_hyper import ACT_BITS, ACT_LIMIT, IntegerHyperSynthesis, scale_indexes, scale_thresholds
+from sdc.models.network import build_h_s
+
+
+def reference_forward(tensors: dict, z: np.ndarray) -> np.ndarray:
+    """Plain int64 NumPy loops: the specification of the integer network."""
+    x = z.astype(np.int64)
+    for i in range(3):
+        w = tensors[f"int_h_s.{i}.weight"].numpy().astype(np.int64)
+        b = tensors[f"int_h_s.{i}.bias"].numpy().astype(np.int64)
+        shift = int(tensors[f"int_h_s.{i}.shift"].item())
+        k = w.shape[-1]
+        if i < 2:  # transposed conv k5 s2 p2 op1 == zero-insert, pad (2, 3), conv
+            up = np.zeros((x.shape[0], 2 * x.shape[1] - 1, 2 * x.shape[2] - 1), np.int64)
+            up[:, ::2, ::2] = x
+            xp = np.pad(up, ((0, 0), (2, 3), (2, 3)))
+        else:
+            xp = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+        ho, wo = xp.shape[1] - k + 1, xp.shape[2] - k + 1
+        acc = np.zeros((w.shape[0], ho, wo), np.int64)
+        for dy in range(k):
+            for dx in range(k):
+                acc += np.einsum("oc,chw->ohw", w[:, :, dy, dx], xp[:, dy : dy + ho, dx : dx + wo])
+        acc += b[:, None, None]
+        x = (acc + (1 << (shift - 1))) >> shift  # round half up
+        if i < 2:
+            x = np.where(x < 0, (x * 41) >> 12, x)
+        x = np.clip(x, -ACT_LIMIT, ACT_LIMIT)
+    return x
+
+
+def test_matches_int64_reference_and_is_thread_independent():
+    torch.manual_seed(0)
+    tensors = IntegerHyperSynthesis.quantize(build_h_s(8, 12))
+    net = IntegerHyperSynthesis(tensors)
+    rng = np.random.default_rng(1)
+    z = rng.integers(-6, 7, (8, 3, 5)) * 2**ACT_BITS + rng.integers(-2000, 2000, (8, 1, 1))
+    ref = reference_forward(tensors, z)
+    outs = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        scales, means = net(torch.from_numpy(z.astype(np.float64))[None])
+        outs.append(torch.cat([scales, means], 1)[0].numpy())
+    assert np.array_equal(outs[0], outs[1])
+    assert np.array_equal(outs[0].astype(np.int64), ref)
+
+
+def test_close_to_the_float_network():
+    torch.manual_seed(0)
+    h_s = build_h_s(8, 12)
+    net = IntegerHyperSynthesis(IntegerHyperSynthesis.quantize(h_s))
+    z = torch.round(torch.randn(1, 8, 4, 4) * 3)
+    scales, means = net(z * 2**ACT_BITS)
+    with torch.no_grad():
+        ref = h_s(z)
+    got = torch.cat([scales, means], 1) / 2**ACT_BITS
+    assert (got - ref).abs().max() < 5e-3
+
+
+def test_scale_indexes_count_table_entries_below():
+    table = torch.tensor([0.11, 0.2, 0.5, 1.0, 4.0])
+    th = scale_thresholds(table)
+    scales = torch.tensor([0.0, 0.11, 0.12, 0.5, 0.6, 3.9, 100.0]) * 2**ACT_BITS
+    assert scale_indexes(torch.round(scales), th).tolist() == [0, 0, 1, 2, 3, 4, 4]
