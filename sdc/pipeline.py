@@ -76,6 +76,7 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
         hyperprior=coded.hyperprior,
         levels=coded.groups,
         metadata=analysis.metadata() if include_meta else None,
+        missing_levels=tuple(lv for lv in LEVELS if lv not in keep_levels),
     )
     data = write_sdc(sdc)
     t3 = time.perf_counter()
@@ -95,12 +96,15 @@ def missing_pixel_mask(sdc: SdcFile, decoded: tuple[str, ...]) -> np.ndarray:
     return full[: sdc.header.height, : sdc.header.width]
 
 
-def decode_sdc(data: bytes, *, levels: tuple[str, ...] | None = None, composer: str | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodeResult:
-    """Decode the requested levels (default: all the bytes hold) of an .sdc byte string."""
+def open_sdc(data: bytes, *, levels: tuple[str, ...] | None = None,
+             max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """Read and check an .sdc byte string against the loaded codec: the decoder's front end
+    up to the entropy decoders. Returns (SdcFile, CodedImage of the wanted levels, missing levels).
+
+    Everything a file can get wrong is a BadInputError (FormatError, CodecMismatchError).
+    """
     from sdc.models.codec import CodedImage
 
-    t0 = time.perf_counter()
     sdc = read_sdc(data, max_pixels=max_pixels)
     codec = _codec()
     if sdc.header.codec_id != codec.codec_id:
@@ -108,16 +112,39 @@ def decode_sdc(data: bytes, *, levels: tuple[str, ...] | None = None, composer: 
             f"file was made with codec {sdc.header.codec_id.hex()}, these weights are codec {codec.codec_id.hex()}; "
             "decode it with the sdc release (weights) that wrote it"
         )
+    # The container allows qualities 1..255; these weights know 1..num_qualities.
+    bad = {lv: q for lv, q in sdc.header.qualities.items() if q > codec.num_qualities}
+    if bad:
+        raise CodecMismatchError(
+            f"file uses quality {', '.join(f'{lv}={q}' for lv, q in bad.items())}, these weights have "
+            f"qualities 1..{codec.num_qualities}; decode it with the sdc release (weights) that wrote it"
+        )
     wanted = tuple(levels) if levels else LEVELS
     use = {lv: sdc.levels[lv] for lv in wanted if lv in sdc.levels}
     missing = tuple(lv for lv in wanted if lv not in sdc.levels and (levels or lv in sdc.missing_levels))
     coded = CodedImage(sdc.header.height, sdc.header.width, sdc.header.qualities, sdc.region_map, sdc.hyperprior, use)
-    rgb = codec.decode(coded)
-    decoded = tuple(use)
+    return sdc, coded, missing
+
+
+def decode_symbols(data: bytes, *, levels: tuple[str, ...] | None = None,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict[str, np.ndarray]:
+    """The entropy-decoded integer symbols of an .sdc byte string (z under "hyperprior",
+    then one array per decoded level): bytes to symbols, no synthesis transform."""
+    _, coded, _ = open_sdc(data, levels=levels, max_pixels=max_pixels)
+    return _codec().decode_symbols(coded)
+
+
+def decode_sdc(data: bytes, *, levels: tuple[str, ...] | None = None, composer: str | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> DecodeResult:
+    """Decode the requested levels (default: all the bytes hold) of an .sdc byte string."""
+    t0 = time.perf_counter()
+    sdc, coded, missing = open_sdc(data, levels=levels, max_pixels=max_pixels)
+    rgb = _codec().decode(coded)
+    decoded = tuple(coded.groups)
     if composer and composer != "none":
         from sdc.compose import compose
 
         meta = sdc.metadata or {}
-        rgb = compose(rgb, missing_pixel_mask(sdc, decoded), composer=composer,
-                      caption=meta.get("caption_short") or meta.get("caption_long") or "")
+        caption = next((c for c in (meta.get("caption_short"), meta.get("caption_long")) if isinstance(c, str) and c), "")
+        rgb = compose(rgb, missing_pixel_mask(sdc, decoded), composer=composer, caption=caption)
     return DecodeResult(rgb, decoded, missing, sdc, composer, time.perf_counter() - t0)
