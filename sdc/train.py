@@ -220,7 +220,9 @@ def main(argv=None) -> None:
                     "cpu_seconds": cpu_used + time.process_time() - cpu0,
                 }
                 log.write(json.dumps(rec) + "\n"); log.flush()
-                print(f"step {step:6d}  lr {lr:.2e}  loss {rec['loss']:.3f}  bpp {rec['bpp']:.3f}  "
+                eta_min = (args.steps - step) * rec["sec_per_step"] / 60
+                print(f"step {step:6d}/{args.steps} ({100 * step / args.steps:4.1f}%, eta {eta_min:5.0f} min)  "
+                      f"lr {lr:.2e}  loss {rec['loss']:.3f}  bpp {rec['bpp']:.3f}  "
                       f"psnr {rec['psnr']:.2f}  {rec['sec_per_step']:.2f}s/step", flush=True)
                 acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
                 t_log = time.time()
