@@ -162,7 +162,7 @@ def tool_version(name: str) -> str:
     if name == "jxl":
         return _run(["cjxl", "--version"]).stdout.splitlines()[0].strip()
     if name == "hevc":
-        ff = _run(["ffmpeg", "-version"]).stdout.splitlines()[0].strip()
+        ff = " ".join(_run(["ffmpeg", "-version"]).stdout.split()[:3])  # "ffmpeg version X"
         x265 = ""
         with tempfile.TemporaryDirectory() as t:
             p = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-f", "lavfi", "-i", "color=size=64x64",

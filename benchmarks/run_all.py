@@ -26,6 +26,9 @@ def results_markdown() -> str:
     sys.path.insert(0, str(BENCH))
     parts = []
     rd_path, rf_path, sp_path = RESULTS / "rd.json", RESULTS / "region_fidelity.json", RESULTS / "speed.json"
+    targets = targets_table(*(json.loads(p.read_text()) if p.exists() else None for p in (rd_path, rf_path, sp_path)))
+    if targets:
+        parts.append("### Targets\n\n" + targets + "\n")
     if rd_path.exists():
         import rd
 
@@ -55,6 +58,41 @@ def results_markdown() -> str:
                      f"torch threads {res['setup']['torch_threads']}, weights `{(w['sha256'] or '')[:12]}`)\n")
         parts.append("```\n" + speed.report(res) + "\n```\n")
     return "\n".join(parts)
+
+
+def targets_table(rd, rf, sp) -> str:
+    rows = []
+    yes = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    if rd:
+        for anchor, goal in (("webp", -10.0), ("hevc", None)):
+            v = (rd["bd"].get(anchor) or {}).get("bd_rate_psnr_file")
+            if v is None:
+                rows.append([f"BD-rate (PSNR) vs {anchor}, whole file", "n/a", "", ""])
+            elif goal is None:
+                rows.append([f"BD-rate (PSNR) vs {anchor}, whole file", f"{v:+.1f}%", "as close as training allows", ""])
+            else:
+                rows.append([f"BD-rate (PSNR) vs {anchor}, whole file", f"{v:+.1f}%", f"< {goal:+.0f}%", yes(v < goal)])
+    if rf:
+        worst = max(rf["summary"], key=lambda s: s["box_delta_db"])
+        ring = max(rf["summary"], key=lambda s: s["dilated_delta_db"])
+        rows.append(["L1-only PSNR loss inside L1 (worst quality, mean over images)",
+                     f"{worst['box_delta_db']:.2f} dB (q{worst['quality']})", "< 1 dB", yes(worst["box_delta_db"] < 1)])
+        rows.append(["same, L1 grown by a 1-cell ring", f"{ring['dilated_delta_db']:.2f} dB (q{ring['quality']})",
+                     "< 1 dB", yes(ring["dilated_delta_db"] < 1)])
+    if sp:
+        s = sp["summary"]
+        for k, label in (("sdc_encode", "encode"), ("sdc_decode", "decode")):
+            v = s[k]["wall_median_s"]
+            rows.append([f"768x512 {label} seconds (median wall)", f"{v:.3f} s", "< 0.5 s", yes(v < 0.5)])
+        for k in ("encode", "decode"):
+            v = sp["speedup_vs_compressai"][k]
+            rows.append([f"{k} speed-up vs compressai MSH(128,192)", f"{v:.2f}x", ">= 2x", yes(v >= 2)])
+    if not rows:
+        return ""
+    sys.path.insert(0, str(BENCH))
+    from common import table
+
+    return table(rows, ["target", "measured", "goal", ""])
 
 
 def update_readme() -> None:
