@@ -281,6 +281,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
     if "-" in args.qualities:
         a, b = map(int, args.qualities.split("-"))
         qualities = list(range(a, b + 1))
@@ -313,8 +314,8 @@ def main(argv=None) -> int:
     res = {
         "benchmark": "rate-distortion on shared/data/val, full images",
         "command": "python benchmarks/rd.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git_commit": git_commit(),
-        "machine": machine_info(),
+        "git_commit": started["git"],
+        "machine": started["machine"],
         "weights": weights_info(),
         "images": {"dir": "shared/data/val", "count": len(images),
                    "names": {n: {k: v for k, v in im.items() if k != "rgb"} for n, im in images.items()}},

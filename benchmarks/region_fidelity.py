@@ -159,6 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
     qualities = [int(v) for v in args.qualities.split(",")]
     paths = val_paths(args.limit)
     fig_q = 4 if 4 in qualities else qualities[len(qualities) // 2]
@@ -167,7 +168,7 @@ def main(argv=None) -> int:
     res = {
         "benchmark": "region fidelity: PSNR inside L1 with only L1 decoded vs the full decode",
         "command": "python benchmarks/region_fidelity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git_commit": git_commit(), "machine": machine_info(), "weights": weights_info(),
+        "git_commit": started["git"], "machine": started["machine"], "weights": weights_info(),
         "setup": {"box": f"central {BOX_FRACTION:.0%} x {BOX_FRACTION:.0%} of the latent cells covering the image = L1, "
                          "rest = other, same quality for all levels; 'dilated' = box + 1-cell ring coded as L1, "
                          "PSNR still on the box's pixels",

@@ -60,6 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     set_threads(args.threads)
+    started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
 
     import torch
     from compressai.models import MeanScaleHyperprior
@@ -151,7 +152,7 @@ def main(argv=None) -> int:
     res = {
         "benchmark": "encode/decode seconds per 768x512 image",
         "command": "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git_commit": git_commit(), "machine": machine_info(), "weights": weights_info(),
+        "git_commit": started["git"], "machine": started["machine"], "weights": weights_info(),
         "load_average_1min_during": {"min": min(load), "max": max(load), "mean": statistics.fmean(load)},
         "setup": {"images": f"{len(images)} val images, 768x512 centre crops", "runs_per_image": args.runs,
                   "quality": args.quality, "torch_threads": args.threads,
