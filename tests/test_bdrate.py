@@ -12,7 +12,11 @@ _spec = importlib.util.spec_from_file_location(
 bdrate = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bdrate)
 
-METHODS = ["cubic", "pchip"]
+try:
+    import scipy  # noqa: F401  (only the pchip variant needs it)
+    METHODS = ["cubic", "pchip"]
+except ImportError:
+    METHODS = ["cubic"]
 
 
 def anchor_curve():
