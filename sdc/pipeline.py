@@ -50,6 +50,26 @@ def check_qualities(qualities: dict[str, int]) -> dict[str, int]:
     return q
 
 
+def _analyze_or_fallback(image, analyzer: str, task: str | None):
+    """sdc.analysis.analyze; an unexpected failure in it (a backend's bug, a model
+    crashing in a way the analysis does not catch) must not lose the encode: the
+    image is then coded without regions, everything "other", with a warning.
+    Errors about the request itself (SdcError: unknown analyzer, a named backend
+    missing) still stop it."""
+    from sdc.analysis import analyze
+    from sdc.analysis.core import Analysis
+    from sdc.errors import SdcError
+
+    try:
+        return analyze(image, analyzer=analyzer, task=task)
+    except SdcError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        msg = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        return Analysis(width=image.width, height=image.height, objects=[], analyzer="none (analysis failed)",
+                        task=task, warnings=[f"analysis failed ({msg}); coded without regions (all 'other')"])
+
+
 def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tuple[str, ...] = LEVELS,
                  analysis=None, analyzer: str = "auto", task: str | None = None,
                  include_meta: bool = True) -> EncodeResult:
@@ -62,9 +82,7 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     qualities = check_qualities(qualities)
     height, width = rgb.shape[:2]
     if analysis is None:
-        from sdc.analysis import analyze
-
-        analysis = analyze(Image.fromarray(rgb), analyzer=analyzer, task=task)
+        analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task)
     t1 = time.perf_counter()
     group_map = analysis.group_map(*latent_shape(height, width))
     codec = _codec()

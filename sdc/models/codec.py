@@ -21,8 +21,29 @@ from sdc.levels import LEVELS
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import FoldedGDN, build_transforms
-from sdc.models.network import latent_shape, pad_to_multiple
+from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.weights import load_weights
+
+# Large images are analysed and synthesised in tiles of the latent, so peak
+# memory stays bounded whatever the image size (a 4000x3000 decode needed
+# 3.6 GB untiled; 8192x8192, the default --max-pixels, would need ~16 GB).
+# Each tile is run with TILE_MARGIN latent cells of context on every side and
+# only its centre is kept. g_a and g_s see less than 2 cells around a
+# position (4 stride-2 5x5 layers: 30 pixels for g_a; 1 + 1/2 + 1/4 + 1/8
+# cells for g_s; GDN is per pixel), so a tiled result equals the untiled one
+# up to float summation order (tests/test_reliability.py: within 1 code value).
+# Images up to TILE * 16 = 1024 pixels on both sides are a single tile. Decoders
+# need not tile the same way: this changes no bit of the format.
+TILE = 64
+TILE_MARGIN = 4
+
+
+def latent_tiles(h: int, w: int, tile: int = TILE, margin: int = TILE_MARGIN):
+    """(kept, context) boxes (r0, r1, c0, c1) covering an h x w latent."""
+    for r0 in range(0, h, tile):
+        for c0 in range(0, w, tile):
+            r1, c1 = min(r0 + tile, h), min(c0 + tile, w)
+            yield (r0, r1, c0, c1), (max(0, r0 - margin), min(h, r1 + margin), max(0, c0 - margin), min(w, c1 + margin))
 
 
 @dataclass
@@ -115,7 +136,7 @@ class SDCCodec:
         gmap = self._check_map(group_map, height, width)
         qmap = self._quality_map(gmap, qualities)
         x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
-        y = self.net.g_a(pad_to_multiple(x))
+        y = self._analysis(pad_to_multiple(x))
         z = self.net.h_a(y)[0]
         qz = self._z_quality(gmap, qmap)
         hyper, z_symbols = self.latent.encode_z(z, qz)
@@ -128,9 +149,34 @@ class SDCCodec:
     def decode(self, coded: CodedImage) -> np.ndarray:
         """(H, W, 3) uint8 from the hyperprior and whichever groups `coded` holds."""
         y_hat, _ = self._decode_latent(coded)
-        x_hat = self.net.g_s(y_hat[None])[0, :, : coded.height, : coded.width]
-        x_hat = torch.nan_to_num(x_hat, nan=0.0).clamp_(0, 1).mul_(255).round_()
-        return x_hat.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        return self._synthesis(y_hat, coded.height, coded.width)
+
+    def _analysis(self, x: torch.Tensor, tile: int = TILE) -> torch.Tensor:
+        """g_a of a padded (1, 3, H, W) image, tile by tile (see TILE)."""
+        h, w = x.shape[-2] // LATENT_STRIDE, x.shape[-1] // LATENT_STRIDE
+        if h <= tile and w <= tile:
+            return self.net.g_a(x)
+        y = x.new_empty(1, self.net.M, h, w)
+        s = LATENT_STRIDE
+        for (r0, r1, c0, c1), (R0, R1, C0, C1) in latent_tiles(h, w, tile):
+            part = self.net.g_a(x[:, :, R0 * s:R1 * s, C0 * s:C1 * s])
+            y[:, :, r0:r1, c0:c1] = part[:, :, r0 - R0:r1 - R0, c0 - C0:c1 - C0]
+        return y
+
+    def _synthesis(self, y_hat: torch.Tensor, height: int, width: int, tile: int = TILE) -> np.ndarray:
+        """(height, width, 3) uint8 from ŷ (M, h, w): g_s tile by tile (see TILE)."""
+        h, w = y_hat.shape[-2:]
+        s = LATENT_STRIDE
+        out = np.empty((height, width, 3), np.uint8)
+        for (r0, r1, c0, c1), (R0, R1, C0, C1) in latent_tiles(h, w, tile):
+            rows, cols = min(r1 * s, height) - r0 * s, min(c1 * s, width) - c0 * s
+            if rows <= 0 or cols <= 0:
+                continue
+            x_hat = self.net.g_s(y_hat[None, :, R0:R1, C0:C1])[0]
+            x_hat = x_hat[:, (r0 - R0) * s:(r0 - R0) * s + rows, (c0 - C0) * s:(c0 - C0) * s + cols]
+            x_hat = torch.nan_to_num(x_hat, nan=0.0).clamp_(0, 1).mul_(255).round_()
+            out[r0 * s:r0 * s + rows, c0 * s:c0 * s + cols] = x_hat.to(torch.uint8).permute(1, 2, 0).numpy()
+        return out
 
     def decode_symbols(self, coded: CodedImage) -> dict[str, np.ndarray]:
         """The integer symbols per substream (z under "hyperprior"): for determinism checks."""

@@ -30,6 +30,12 @@ ACT_BITS = 12
 ACT_LIMIT = 2 ** (ACT_BITS + 8)  # |activation| ≤ 256.0
 WEIGHT_LIMIT = 2**15 - 1
 LEAKY_NUM, LEAKY_SHIFT = 41, 12  # 41 / 4096 ≈ 0.01, the float model's slope
+# Large z is run in tiles (im2col of the whole latent of an 8192x8192 image
+# would take ~5 GB). An output at y position q depends on z within q/4 ± 1.75
+# (deconv: ±1 input each, then conv 3x3), so tiles with Z_MARGIN cells of
+# context give the very same integers as one pass.
+Z_TILE = 16
+Z_MARGIN = 3
 
 
 def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[int, int, int, int]) -> torch.Tensor:
@@ -92,12 +98,27 @@ class IntegerHyperSynthesis:
             out[f"{prefix}{i}.shift"] = torch.tensor([shift], dtype=torch.int64)
         return out
 
-    def __call__(self, z_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, z_int: torch.Tensor, tile: int = Z_TILE) -> tuple[torch.Tensor, torch.Tensor]:
         """z_int: (1, N, h, w) integers (float64 or int) in units of 2^-ACT_BITS.
 
         Returns (scales, means), integer-valued float64 tensors in units of
-        2^-ACT_BITS, shape (1, M, 4h, 4w).
+        2^-ACT_BITS, shape (1, M, 4h, 4w). Large z is done in tiles (Z_TILE).
         """
+        hz, wz = z_int.shape[-2:]
+        if hz <= tile and wz <= tile:
+            return self._run(z_int).chunk(2, 1)
+        out = None
+        for r0 in range(0, hz, tile):
+            for c0 in range(0, wz, tile):
+                r1, c1 = min(r0 + tile, hz), min(c0 + tile, wz)
+                R0, R1, C0, C1 = max(0, r0 - Z_MARGIN), min(hz, r1 + Z_MARGIN), max(0, c0 - Z_MARGIN), min(wz, c1 + Z_MARGIN)
+                part = self._run(z_int[..., R0:R1, C0:C1])
+                if out is None:
+                    out = part.new_empty(1, part.shape[1], 4 * hz, 4 * wz)
+                out[..., 4 * r0:4 * r1, 4 * c0:4 * c1] = part[..., 4 * (r0 - R0):4 * (r1 - R0), 4 * (c0 - C0):4 * (c1 - C0)]
+        return out.chunk(2, 1)
+
+    def _run(self, z_int: torch.Tensor) -> torch.Tensor:
         x = z_int.to(torch.float64)
         for layer in self.layers:
             w, k = layer["weight"], layer["weight"].shape[-1]
@@ -114,8 +135,7 @@ class IntegerHyperSynthesis:
             if layer["leaky"]:
                 x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
             x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)
-        scales, means = x.chunk(2, 1)
-        return scales, means
+        return x
 
 
 def scale_thresholds(scale_table: torch.Tensor) -> torch.Tensor:
