@@ -12,7 +12,11 @@ directory; then, each in its own process under `/usr/bin/time -v`:
 
 Recorded per command: wall seconds, user+system CPU seconds, peak RSS (the
 "Maximum resident set size" of the process), and for the whole: file size,
-bpp and PSNR of the decoded image. torch uses its default threads (the
+bpp and PSNR of the decoded image.
+
+With --crafted, also the worst case the default --max-pixels allows: a file
+of a few KB claiming 8192x8192 (a hyperprior of each channel's most probable z symbol, no
+level substreams, an all-"other" region map), decoded with `sdc decode`. torch uses its default threads (the
 machine's 2 cores). Wall time on the shared dev machine depends on the
 background load (a training job): the CPU seconds are the steadier figure.
 
@@ -76,11 +80,36 @@ def timed_run(args: list[str]) -> dict:
     }
 
 
+def crafted_file(width: int, height: int) -> bytes:
+    """A tiny valid .sdc claiming width x height: constant z, no level substreams."""
+    sys.path.insert(0, str(CODE))
+    from sdc.bitstream import SdcFile, SdcHeader, write_sdc
+    from sdc.levels import LEVELS
+    from sdc.models.codec import default_codec
+    from sdc.models.network import latent_shape
+
+    codec = default_codec()
+    shape = codec.z_shape(height, width)
+    from sdc.models.weights import load_weights
+
+    t, _ = load_weights()  # each channel's most probable z symbol: the cheapest file
+    cdf, length = t["entropy_bottleneck._quantized_cdf"].numpy(), t["entropy_bottleneck._cdf_length"].numpy()
+    offset = t["entropy_bottleneck._offset"].numpy()
+    mode = [int(np.argmax(np.diff(cdf[c, :length[c] - 1]))) + int(offset[c]) for c in range(shape[0])]
+    z = np.broadcast_to(np.array(mode, np.int64)[:, None, None], shape).copy()
+    hyper = codec.latent.z_coder.encode(z, codec.latent.z_indexes(shape))
+    f = SdcFile(header=SdcHeader(width=width, height=height, codec_id=codec.codec_id,
+                                 qualities={lv: 1 for lv in LEVELS}),
+                region_map=np.full(latent_shape(height, width), 3, np.uint8), hyperprior=hyper, levels={})
+    return write_sdc(f)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="4000x3000", help="WxH")
     ap.add_argument("--analyzer", default="offline")
     ap.add_argument("--quality", type=int, default=4)
+    ap.add_argument("--crafted", default="8192x8192", help="WxH of the crafted tiny file ('' to skip)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     width, height = map(int, args.size.lower().split("x"))
@@ -113,6 +142,14 @@ def main(argv=None) -> int:
             "bpp": round(8 * size / (width * height), 4),
             "psnr_db": round(psnr(out, rgb), 2),
         }
+        if args.crafted:
+            cw, ch = map(int, args.crafted.lower().split("x"))
+            crafted = Path(tmp) / "crafted.sdc"
+            crafted.write_bytes(crafted_file(cw, ch))
+            stats = timed_run(["decode", str(crafted), "-o", str(Path(tmp) / "crafted.png"), "--quiet"])
+            print(f"crafted decode: {stats}", flush=True)
+            result["crafted_max_pixels"] = {"width": cw, "height": ch, "file_bytes": crafted.stat().st_size,
+                                            "what": "hyperprior of the most probable z symbols, no level substreams", "decode": stats}
     write_json(args.out, result)
     print(f"wrote {args.out}: encode {enc['wall_s']} s / {enc['peak_rss_mb']} MB, "
           f"decode {dec_stats['wall_s']} s / {dec_stats['peak_rss_mb']} MB, {result['bpp']} bpp, "

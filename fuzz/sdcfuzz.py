@@ -48,6 +48,7 @@ LEVEL_NAMES = ("L1", "L2", "L3", "other")
 FRONTEND_MAX_PIXELS = 256 * 256
 
 INTERESTING = (0, 1, 2, 3, 4, 0x7F, 0x80, 0xFE, 0xFF)
+MAX_MAP_CELLS = 64 * 64
 
 
 # ----------------------------------------------------------------------------- seeds
@@ -291,6 +292,8 @@ def s_regionmap(rng, seeds):
     fixed, parts = seeds.parsed[name]
     width, height = struct.unpack_from(">II", fixed, 12)
     h, w = grid_size(width, height)
+    if h * w > MAX_MAP_CELLS:  # a file the atheris engine made; mutate a seed instead
+        raise ValueError("image too large to rewrite its region map")
     return assemble(fixed, _with(fixed, parts, b"RMAP", encode_region_map(_random_map(rng, h, w))))
 
 
@@ -310,7 +313,7 @@ def s_resize(rng, seeds):
     name, _ = seeds.pick(rng)
     fixed, parts = seeds.parsed[name]
     width, height = struct.unpack_from(">II", fixed, 12)
-    if rng.random() < 0.5:  # same grid: the region map stays valid
+    if rng.random() < 0.5 and width * height <= MAX_MAP_CELLS * 256:  # same grid: the region map stays valid
         gw, gh = -(-width // 64), -(-height // 64)
         width, height = rng.randint(64 * gw - 63, 64 * gw), rng.randint(64 * gh - 63, 64 * gh)
     else:
