@@ -2,6 +2,7 @@
 
     nice -n 10 python fuzz/run.py reader --inputs 1000000
     nice -n 10 python fuzz/run.py frontend --inputs 250000
+    nice -n 10 python fuzz/run.py decoder --inputs 30000
     nice -n 10 python fuzz/run.py reader --engine atheris --inputs 200000
 
 Engines:
@@ -74,6 +75,7 @@ class Stats:
         self.current_start = None  # wall time the current input started (watchdog)
         self.current = b""
         self.last_write = time.monotonic()
+        self.git = _git()  # the code the run started with
 
     def fail(self, kind: str, data: bytes, detail: str, strategy: str | None, index: int | None) -> None:
         self.failures += 1
@@ -152,7 +154,7 @@ class Stats:
             "seed": self.args.seed,
             "seed_files": {k: len(v) for k, v in SEEDS.files.items()},
             "command": "python fuzz/run.py " + " ".join(sys.argv[1:]),
-            "git": _git(),
+            "git": self.git,
             "loadavg_at_end": list(os.getloadavg()),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
@@ -286,7 +288,7 @@ def main(argv=None) -> int:
         with atheris.instrument_imports(include=["sdc"]):
             import sdc.bitstream  # noqa: F401
             import sdc.errors  # noqa: F401
-            if args.target == "frontend":
+            if args.target in ("frontend", "decoder"):
                 import sdc.models.codec  # noqa: F401
                 import sdc.models.entropy_coder  # noqa: F401
                 import sdc.models.integer_hyper  # noqa: F401

@@ -26,7 +26,8 @@ Targets: `reader` runs read_header, read_sdc, describe_sdc and truncate_sdc
 (and reads back what truncate_sdc wrote); `frontend` runs
 sdc.pipeline.decode_symbols: read_sdc, the codec and quality checks, the
 hyperprior decoding (GroupedLatentCodec.decode_z with constriction), the
-integer hyper-synthesis and every group's entropy decoding (decode_groups).
+integer hyper-synthesis and every group's entropy decoding (decode_groups);
+`decoder` runs the whole sdc.pipeline.decode_sdc, synthesis included.
 Only sdc.errors.SdcError counts as a documented error; any other exception,
 or a wrong result (e.g. symbols of the wrong shape), is a failure.
 """
@@ -347,6 +348,7 @@ WEIGHTS = {
     "frontend": {**{f.__name__[2:]: 0.25 for f in CONTAINER}, **{f.__name__[2:]: 2.0 for f in REWRAPPED},
                  "stack": 2.0},
 }
+WEIGHTS["decoder"] = WEIGHTS["frontend"]
 
 
 def generate(rng: random.Random, seeds: Seeds, target: str) -> tuple[str, bytes]:
@@ -423,10 +425,26 @@ def frontend_target(data: bytes) -> str:
     return "symbols ok"
 
 
+def decoder_target(data: bytes) -> str:
+    """The whole decoder, bytes to pixels (sdc.pipeline.decode_sdc, synthesis included)."""
+    from sdc.errors import SdcError
+    from sdc.pipeline import decode_sdc
+
+    try:
+        r = decode_sdc(data, max_pixels=FRONTEND_MAX_PIXELS)
+    except SdcError as e:
+        _check_message(e)
+        return type(e).__name__
+    h = r.sdc.header
+    if r.rgb.shape != (h.height, h.width, 3) or r.rgb.dtype != np.uint8:
+        raise Failure(f"decoded {r.rgb.shape} {r.rgb.dtype} for a {h.width}x{h.height} image")
+    return "pixels ok"
+
+
 def _check_message(e: Exception) -> None:
     msg = str(e)
     if not msg or "\n" in msg:
         raise Failure(f"{type(e).__name__} message is not one line: {msg!r}")
 
 
-TARGETS = {"reader": reader_target, "frontend": frontend_target}
+TARGETS = {"reader": reader_target, "frontend": frontend_target, "decoder": decoder_target}

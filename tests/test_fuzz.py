@@ -51,6 +51,7 @@ def test_seeds_are_real_files_that_decode(seeds, one_thread):
     for name, data in seeds.files.items():
         assert sdcfuzz.reader_target(data) == "read ok", name
         assert sdcfuzz.frontend_target(data) == "symbols ok", name
+        assert sdcfuzz.decoder_target(data) == "pixels ok", name
 
 
 def test_every_strategy_reaches_its_stage(seeds, one_thread):
@@ -75,6 +76,12 @@ def test_fuzz_reader(seeds, strategy, seed):
 @given(strategy=st.sampled_from(NAMES), seed=st.integers(0, 2**64))
 def test_fuzz_frontend(seeds, one_thread, strategy, seed):
     run_input("frontend", seeds, strategy, seed)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(strategy=st.sampled_from(NAMES), seed=st.integers(0, 2**64))
+def test_fuzz_whole_decoder(seeds, one_thread, strategy, seed):
+    run_input("decoder", seeds, strategy, seed)
 
 
 def test_fuzz_driver_writes_results(tmp_path, one_thread):
