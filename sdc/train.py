@@ -117,6 +117,18 @@ def learning_rate(step: int, total: int, base: float, warmup: int = 200, decay_s
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def parse_until(text: str) -> float:
+    """'HH:MM' (UTC) today, or tomorrow if already past, as a Unix time."""
+    import datetime as dt
+
+    hh, mm = (int(v) for v in text.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    if end <= now:
+        end += dt.timedelta(days=1)
+    return end.timestamp()
+
+
 def init_weights(net: SDCNet, path: str) -> None:
     from safetensors.torch import load_file
 
@@ -135,6 +147,8 @@ def main(argv=None) -> None:
     p.add_argument("--M", type=int, default=96)
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
     p.add_argument("--steps", type=int, default=100_000, help="planned total steps (sets the LR decay)")
+    p.add_argument("--until", help="wall-clock end, e.g. 07:35 (UTC, today): the LR schedule follows elapsed time "
+                   "instead of steps, so a busy machine still finishes its decay before the deadline")
     p.add_argument("--stop-after-cpu-seconds", type=float, default=None, help="stop after this much process CPU time")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=128)
@@ -190,10 +204,21 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
 
     cpu0, last_ckpt, t_log = time.process_time(), time.time(), time.time()
+    deadline = parse_until(args.until) if args.until else None
+    t_start, step_start = time.time(), step
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     with open(log_path, "a") as log:
         while step < args.steps and not stop["flag"]:
-            lr = learning_rate(step, args.steps, args.lr)
+            if deadline is not None:
+                now = time.time()
+                if now >= deadline:
+                    break
+                # Map elapsed time onto a virtual step count so learning_rate's warm-up/decay shape applies to time.
+                virtual_total = 100_000
+                share = (now - t_start) / (deadline - t_start)
+                lr = learning_rate(int(share * virtual_total), virtual_total, args.lr, warmup=0 if step_start else 200)
+            else:
+                lr = learning_rate(step, args.steps, args.lr)
             for group in opt.param_groups:
                 group["lr"] = lr
             x = random_batch(train_images, args.batch, args.crop, rng)

@@ -155,7 +155,8 @@ def _sdc_subprocess(args: list[str], cwd: Path) -> tuple[int, str, float]:
             "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]\n"
             "sys.stderr.write('PEAK_RSS_KB %s\\n' % hwm)\n"
             "sys.exit(rc)\n")
-    p = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, whatever is installed
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     lines = p.stderr.splitlines()
     peak = int(lines[-1].split()[1]) / 1024
     return p.returncode, "\n".join(lines[:-1]), peak

@@ -17,8 +17,12 @@ Exactness: the arithmetic runs in float64, but every operand and every
 partial sum is an integer below 2^47 (fan-in ≤ 2400 × 2^20 × 2^15), which
 float64 represents exactly; so any summation order, any BLAS, any thread
 count, with or without FMA, gives the same integers. Convolutions are done as
-im2col + matmul (and transposed ones as zero-insertion + convolution) so no
-fast algorithm with non-integer intermediates (Winograd, FFT) can be chosen.
+im2col + matmul so no fast algorithm with non-integer intermediates
+(Winograd, FFT) can be chosen. A stride-2 transposed convolution is done as
+its four output phases: one 3x3 convolution with 4x the output channels, then
+a pixel shuffle. That is the same sum of the same integer products as
+zero-insertion + 5x5 convolution, without multiplying the inserted zeros
+(2.8x fewer operations), so the result is the same integers.
 """
 from __future__ import annotations
 
@@ -51,6 +55,31 @@ def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[in
     return (w.reshape(w.shape[0], -1) @ cols).reshape(1, w.shape[0], ho, wo)
 
 
+def subpixel_kernel(w: torch.Tensor) -> torch.Tensor:
+    """Phase kernels of a stride-2, 5x5, padding-2, output-padding-1 transposed convolution.
+
+    w: (O, C, 5, 5), the equivalent stride-1 kernel applied to the
+    zero-inserted input (how the weights file stores it). Output pixel
+    (2m + r) sums w[2d − r + 2] · x[m + d] over d ∈ {−1, 0, 1} (taps outside
+    0..4 are absent), per axis. Returns (4·O, C, 3, 3) ordered for
+    ``pixel_shuffle(·, 2)``: channel o·4 + rh·2 + rw.
+    """
+    o, c, k, _ = w.shape
+    assert k == 5, "phase decomposition is written for 5x5 kernels"
+    out = w.new_zeros(o, 2, 2, c, 3, 3)
+    for rh in range(2):
+        for dh in (-1, 0, 1):
+            kh = 2 * dh - rh + 2
+            if not 0 <= kh <= 4:
+                continue
+            for rw in range(2):
+                for dw in (-1, 0, 1):
+                    kw = 2 * dw - rw + 2
+                    if 0 <= kw <= 4:
+                        out[:, rh, rw, :, dh + 1, dw + 1] = w[:, :, kh, kw]
+    return out.reshape(4 * o, c, 3, 3)
+
+
 def _rescale(acc: torch.Tensor, shift: int) -> torch.Tensor:
     """Round-half-up division by 2^shift (exact on integers in float64)."""
     return torch.floor(acc * (2.0**-shift) + 0.5)
@@ -71,10 +100,12 @@ class IntegerHyperSynthesis:
             kind, stride, pad, out_pad = (
                 ("deconv", 2, 2, 1) if i < 2 else ("conv", 1, 1, 0)
             )
+            weight = tensors[p + "weight"].to(torch.float64)
             self.layers.append(
                 {
                     "kind": kind, "stride": stride, "pad": pad, "out_pad": out_pad,
-                    "weight": tensors[p + "weight"].to(torch.float64),
+                    "weight": weight,
+                    "phases": subpixel_kernel(weight) if kind == "deconv" else None,
                     "bias": tensors[p + "bias"].to(torch.float64),
                     "shift": int(tensors[p + "shift"].item()),
                     "leaky": i < 2,
@@ -121,15 +152,10 @@ class IntegerHyperSynthesis:
     def _run(self, z_int: torch.Tensor) -> torch.Tensor:
         x = z_int.to(torch.float64)
         for layer in self.layers:
-            w, k = layer["weight"], layer["weight"].shape[-1]
             if layer["kind"] == "deconv":
-                s, p, op = layer["stride"], layer["pad"], layer["out_pad"]
-                up = x.new_zeros(1, x.shape[1], (x.shape[2] - 1) * s + 1, (x.shape[3] - 1) * s + 1)
-                up[:, :, ::s, ::s] = x
-                lo, hi = k - 1 - p, k - 1 - p + op
-                acc = _exact_conv(up, w, 1, (lo, hi, lo, hi))
+                acc = F.pixel_shuffle(_exact_conv(x, layer["phases"], 1, (1, 1, 1, 1)), 2)
             else:
-                acc = _exact_conv(x, w, layer["stride"], (layer["pad"],) * 4)
+                acc = _exact_conv(x, layer["weight"], layer["stride"], (layer["pad"],) * 4)
             acc = acc + layer["bias"].view(1, -1, 1, 1)
             x = _rescale(acc, layer["shift"])
             if layer["leaky"]:
