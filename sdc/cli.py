@@ -340,6 +340,28 @@ def _report_failure(label: str, e: SdcError) -> int:
     return e.exit_code
 
 
+def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
+    """Run `one(src, dst, label) -> summary row` over the inputs under a progress bar.
+
+    A bad input is reported on one line and the batch goes on; usage errors
+    stop it. Returns the rows of the files that worked and the worst exit code.
+    """
+    rows, worst = [], 0
+    with _progress(console, len(inputs)) as progress:
+        task_id = progress.add_task(verb, total=len(inputs))
+        for src, dst in zip(inputs, outs):
+            label = _label(src)
+            progress.update(task_id, description=f"{verb} {label}")
+            try:
+                rows.append(one(src, dst, label))
+            except UsageError:
+                raise
+            except BadInputError as e:
+                worst = max(worst, _report_failure(label, e))
+            progress.advance(task_id)
+    return rows, worst
+
+
 # ---------------------------------------------------------------- encode
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="IN...")
@@ -391,44 +413,33 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
             if v > n_q:
                 raise UsageError(f"quality {v} for {lv} is out of range: this codec has qualities 1..{n_q}")
 
-    console = _console(stderr=True)
-    rows, worst = [], 0
-    with _progress(console, len(inputs)) as progress:
-        task_id = progress.add_task("encoding", total=len(inputs))
-        for src, dst in zip(inputs, outs):
-            label = _label(src)
-            progress.update(task_id, description=f"encoding {label}")
-            try:
-                image = _load_image(_read_input(src), label, max_pixels)
-                analysis = None
-                if regions_json is not None:
-                    from .analysis import load_regions
+    def one(src: str, dst: str, label: str) -> dict:
+        image = _load_image(_read_input(src), label, max_pixels)
+        analysis = None
+        if regions_json is not None:
+            from .analysis import load_regions
 
-                    name = None if src == STDIO else Path(src).name
-                    analysis = load_regions(regions_json, image.width, image.height, file_name=name)
-                result = pipeline.encode_image(np.asarray(image), qualities=qualities, keep_levels=keep,
-                                               analysis=analysis, analyzer=analyzer, task=task,
-                                               include_meta=not no_meta)
-                _write_output(dst, result.data, force)
-            except UsageError:
-                raise
-            except BadInputError as e:
-                worst = max(worst, _report_failure(label, e))
-                progress.advance(task_id)
-                continue
-            info = describe_sdc(result.data, max_pixels=None)
-            used = result.analysis
-            for w in getattr(used, "warnings", None) or ():
-                _warn(f"{label}: {w}")
-            rows.append({
-                "file": label, "output": "<stdout>" if dst == STDIO else dst,
-                "size": len(result.data), "bpp": info["bpp"],
-                "levels": {lv: info["levels"][lv].get("bytes") for lv in LEVELS},
-                "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
-                "analyzer": getattr(used, "analyzer", None) or ("regions file" if regions else "-"),
-                "objects": len(getattr(used, "objects", None) or ()),
-            })
-            progress.advance(task_id)
+            name = None if src == STDIO else Path(src).name
+            analysis = load_regions(regions_json, image.width, image.height, file_name=name)
+        result = pipeline.encode_image(np.asarray(image), qualities=qualities, keep_levels=keep,
+                                       analysis=analysis, analyzer=analyzer, task=task,
+                                       include_meta=not no_meta)
+        _write_output(dst, result.data, force)
+        info = describe_sdc(result.data, max_pixels=None)
+        used = result.analysis
+        for w in getattr(used, "warnings", None) or ():
+            _warn(f"{label}: {w}")
+        return {
+            "file": label, "output": "<stdout>" if dst == STDIO else dst,
+            "size": len(result.data), "bpp": info["bpp"],
+            "levels": {lv: info["levels"][lv].get("bytes") for lv in LEVELS},
+            "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
+            "analyzer": getattr(used, "analyzer", None) or ("regions file" if regions else "-"),
+            "objects": len(getattr(used, "objects", None) or ()),
+        }
+
+    console = _console(stderr=True)
+    rows, worst = _run_batch(console, "encoding", inputs, outs, one)
     if rows and not quiet:
         _encode_table(console, rows)
     return worst
@@ -485,42 +496,29 @@ def decode(inputs, output, levels_spec, composer, force, quiet, max_pixels):
     outs = _plan_outputs(inputs, output, ".png", force)
     from .bitstream import read_header
 
+    def one(src: str, dst: str, label: str) -> dict:
+        data = _read_input(src)
+        header = read_header(data, max_pixels=max_pixels)  # refuse non-sdc input before importing torch
+        from . import pipeline
+
+        result = pipeline.decode_sdc(data, levels=None if levels == LEVELS else levels,
+                                     composer=composer, max_pixels=max_pixels)
+        _write_output(dst, _encode_image(result.rgb, dst), force)
+        missing = tuple(result.missing_levels)
+        if missing:
+            _warn(f"{label}: levels {', '.join(missing)} missing from the file "
+                  f"(truncated or dropped); decoded {', '.join(result.decoded_levels) or 'none'}")
+        return {
+            "file": label, "output": "<stdout>" if dst == STDIO else dst,
+            "size": len(data), "bpp": 8 * len(data) / (header.width * header.height),
+            "size_px": f"{header.width}x{header.height}",
+            "decoded": ",".join(result.decoded_levels) or "none",
+            "missing": ",".join(missing) or "-",
+            "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
+        }
+
     console = _console(stderr=True)
-    pipeline = None
-    rows, worst = [], 0
-    with _progress(console, len(inputs)) as progress:
-        task_id = progress.add_task("decoding", total=len(inputs))
-        for src, dst in zip(inputs, outs):
-            label = _label(src)
-            progress.update(task_id, description=f"decoding {label}")
-            try:
-                data = _read_input(src)
-                header = read_header(data, max_pixels=max_pixels)
-                if pipeline is None:
-                    from . import pipeline
-                result = pipeline.decode_sdc(data, levels=None if levels == LEVELS else levels,
-                                             composer=composer, max_pixels=max_pixels)
-                image_bytes = _encode_image(result.rgb, dst)
-                _write_output(dst, image_bytes, force)
-            except UsageError:
-                raise
-            except BadInputError as e:
-                worst = max(worst, _report_failure(label, e))
-                progress.advance(task_id)
-                continue
-            missing = tuple(result.missing_levels)
-            if missing:
-                _warn(f"{label}: levels {', '.join(missing)} missing from the file "
-                      f"(truncated or dropped); decoded {', '.join(result.decoded_levels) or 'none'}")
-            rows.append({
-                "file": label, "output": "<stdout>" if dst == STDIO else dst,
-                "size": len(data), "bpp": 8 * len(data) / (header.width * header.height),
-                "size_px": f"{header.width}x{header.height}",
-                "decoded": ",".join(result.decoded_levels) or "none",
-                "missing": ",".join(missing) or "-",
-                "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
-            })
-            progress.advance(task_id)
+    rows, worst = _run_batch(console, "decoding", inputs, outs, one)
     if rows and not quiet:
         from rich.markup import escape
         from rich.table import Table
