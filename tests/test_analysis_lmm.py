@@ -8,7 +8,6 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -17,12 +16,12 @@ from sdc.analysis import analyze
 from sdc.analysis import ranking
 from sdc.analysis.lmm import OpenAICompatible
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from conftest import DARKNET, SHARED
+
+pytestmark = pytest.mark.usefixtures("isolated_analysis")
+
 IMG = SHARED / "data" / "coco128" / "train2017" / "000000000113.jpg"
-YOLO = SHARED / "models" / "yolo-fastest-1.1_coco"
-DARKNET = {"detector_cfg": str(YOLO / "yolo-fastest-1.1.cfg"),
-           "detector_weights": str(YOLO / "yolo-fastest-1.1.weights"),
-           "detector_names": str(YOLO / "coco.names"), "masks": "box"}
+DARKNET = {**DARKNET, "masks": "box"}
 
 GOOD_CAPTION = json.dumps({"short": "Three people at a birthday table.",
                            "long": "Three people sit around a table with a cake, smiling at the camera.",
@@ -107,16 +106,6 @@ class Server:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    for v in ("SDC_CONFIG", "SDC_ANALYZER", "SDC_LMM_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_KEY",
-              "SDC_LMM_API_KEY", "SDC_LMM_MODEL", "SDC_VLM_MODEL"):
-        monkeypatch.delenv(v, raising=False)
 
 
 def run(server: Server, **cfg):

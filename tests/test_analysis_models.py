@@ -15,23 +15,11 @@ from sdc.analysis import analyze
 from sdc.analysis.tasks import PEOPLE_LABELS
 from sdc.errors import UsageError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+from conftest import DARKNET, SHARED
+
+pytestmark = pytest.mark.usefixtures("one_thread", "isolated_analysis")
+
 IMG = SHARED / "data" / "coco128" / "train2017" / "000000000036.jpg"
-YOLO = SHARED / "models" / "yolo-fastest-1.1_coco"
-DARKNET = {"detector_cfg": str(YOLO / "yolo-fastest-1.1.cfg"),
-           "detector_weights": str(YOLO / "yolo-fastest-1.1.weights"),
-           "detector_names": str(YOLO / "coco.names")}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are all overhead: extra threads only spin (4 s vs 0.1 s a call on a busy 2-core box)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +27,6 @@ def models(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("tiny")
     return {"gdino": tiny.grounding_dino(root / "gdino"), "owlv2": tiny.owlv2(root / "owlv2"),
             "sam_hf": tiny.sam_hf(root / "sam_hf"), "sam_pth": tiny.sam_checkpoint(root / "sam_tiny.pth")}
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for v in ("SDC_CONFIG", "SDC_ANALYZER", "SDC_LMM_BASE_URL", "OPENAI_BASE_URL", "SDC_VLM_MODEL",
-              "SDC_GROUNDING_MODEL", "SDC_SAM_CHECKPOINT", "SDC_ALLOW_DOWNLOAD"):
-        monkeypatch.delenv(v, raising=False)
 
 
 def in_hf_cache(tmp_path: Path, repo: str, src: Path) -> None:

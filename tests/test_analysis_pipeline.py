@@ -13,23 +13,10 @@ from sdc.analysis import ANALYZERS, Analysis, analyze
 from sdc.analysis import offline
 from sdc.errors import UsageError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-COCO = SHARED / "data" / "coco128"
-YOLO = SHARED / "models" / "yolo-fastest-1.1_coco"
-DARKNET = {"detector_cfg": str(YOLO / "yolo-fastest-1.1.cfg"),
-           "detector_weights": str(YOLO / "yolo-fastest-1.1.weights"),
-           "detector_names": str(YOLO / "coco.names")}
+from conftest import COCO, DARKNET
 
+pytestmark = pytest.mark.usefixtures("isolated_analysis")
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No user config, an empty Hugging Face cache, a private task cache, no LMM endpoint."""
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    for v in ("SDC_CONFIG", "SDC_ANALYZER", "SDC_LMM_BASE_URL", "OPENAI_BASE_URL", "SDC_VLM_MODEL",
-              "SDC_GROUNDING_MODEL", "SDC_SAM_CHECKPOINT", "SDC_ALLOW_DOWNLOAD"):
-        monkeypatch.delenv(v, raising=False)
 
 
 def coco_image(name: str) -> Image.Image:

@@ -30,14 +30,6 @@ def seeds():
     return sdcfuzz.Seeds(sdcfuzz.make_seeds())
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the fuzz runs; 2 threads on a busy machine only adds spinning
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_input(target: str, seeds, strategy: str, seed: int) -> str:
     data = sdcfuzz.STRATEGIES[strategy](random.Random(seed), seeds)
     t0 = time.thread_time()

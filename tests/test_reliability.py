@@ -57,14 +57,6 @@ def quadrants(height: int, width: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def tiny(shared) -> bytes:
     """A real 64x48 photo crop, every level non-empty, metadata included: ~450 bytes."""
     rgb = load_rgb(shared / "data" / "val" / "wiki_001.png", (364, 248))[200:, 300:].copy()
