@@ -214,3 +214,18 @@ def test_local_vlm_generation_is_cut_at_the_timeout(qwen):
                         "vlm_max_new_tokens": 100000, "lmm_timeout": 0.3})
     assert time.perf_counter() - t < 8  # four generations of at most 0.3 s each, not 100000 tokens
     assert a.analyzer.endswith("/heuristic") and len(a.warnings) == 2
+
+
+def test_pickled_transformers_checkpoint_is_refused_not_unpickled(models, tmp_path):
+    """A model directory holding only pytorch_model.bin (pickle) must not be loaded."""
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "owlv2_bin"
+    shutil.copytree(models["owlv2"], pickled)
+    # the legacy layout transformers still reads: the same weights as a pickled state dict
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    with pytest.raises(UsageError) as err:
+        analyze(image(), analyzer="owlv2", task="vehicles", config={"owlv2_model": str(pickled), "masks": "box"})
+    assert "\n" not in str(err.value)

@@ -181,3 +181,9 @@ def hf_kwargs(cfg: dict, *, remote_code: bool = True) -> dict:
     if remote_code:
         kw["trust_remote_code"] = bool(cfg.get("trust_remote_code", False))
     return kw
+
+
+def hf_model_kwargs(cfg: dict, *, remote_code: bool = True) -> dict:
+    """:func:`hf_kwargs` for model weights: safetensors only, so a downloaded or user-given
+    checkpoint is never unpickled (a pytorch_model.bin is refused, not loaded)."""
+    return {**hf_kwargs(cfg, remote_code=remote_code), "use_safetensors": True}

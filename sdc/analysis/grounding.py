@@ -60,7 +60,7 @@ class GroundingDetector:
 
         self.torch = torch
         self.kind = kind
-        from .config import hf_kwargs
+        from .config import hf_kwargs, hf_model_kwargs
 
         kw = hf_kwargs(cfg)
         self.processor = AutoProcessor.from_pretrained(model, **kw)
@@ -70,7 +70,7 @@ class GroundingDetector:
             from transformers import Owlv2ForObjectDetection as M
         else:
             raise ValueError(f"unknown grounding model kind {kind!r}")
-        self.model = M.from_pretrained(model, **kw).eval()
+        self.model = M.from_pretrained(model, **hf_model_kwargs(cfg)).eval()
         self.device = cfg.get("device") or "cpu"
         self.model.to(self.device)
         self.box_threshold = float(cfg.get("box_threshold", 0.3))

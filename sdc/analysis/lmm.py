@@ -121,11 +121,11 @@ class LocalVLM(_Discover):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from .config import hf_kwargs
+        from .config import hf_kwargs, hf_model_kwargs
 
         kw = hf_kwargs(cfg)
         self.processor = AutoProcessor.from_pretrained(model, **kw)
-        self.model = AutoModelForImageTextToText.from_pretrained(model, **kw)
+        self.model = AutoModelForImageTextToText.from_pretrained(model, **hf_model_kwargs(cfg))
         self.model.to(cfg.get("device") or "cpu").eval()
         self.device = cfg.get("device") or "cpu"
         self.max_new_tokens = int(cfg.get("vlm_max_new_tokens", 768))

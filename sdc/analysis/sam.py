@@ -133,11 +133,11 @@ class TransformersSamMasker:
         import torch
         from transformers import SamModel, SamProcessor
 
-        from .config import hf_kwargs
+        from .config import hf_kwargs, hf_model_kwargs
 
         kw = hf_kwargs(cfg, remote_code=False)
         self.processor = SamProcessor.from_pretrained(model, **kw)
-        self.model = SamModel.from_pretrained(model, **kw).eval()
+        self.model = SamModel.from_pretrained(model, **hf_model_kwargs(cfg, remote_code=False)).eval()
         self.device = cfg.get("device") or "cpu"
         self.model.to(self.device)
         self.torch = torch

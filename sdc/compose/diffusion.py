@@ -112,7 +112,8 @@ def load_pipeline(model: str, allow_download: bool, device: str, dtype_name: str
         raise ComposerUnavailable(
             f"the diffusion composer needs diffusers and transformers ({exc.name} is missing): "
             "pip install 'sdc[models]'") from None
-    kwargs = {"local_files_only": not allow_download}
+    # safetensors only: a pickled checkpoint is refused rather than loaded.
+    kwargs = {"local_files_only": not allow_download, "use_safetensors": True}
     if dtype_name != "float32":  # the default; newer diffusers renamed torch_dtype= to dtype=
         import diffusers.pipelines.pipeline_utils as pu
 
