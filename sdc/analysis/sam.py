@@ -83,6 +83,13 @@ def load_state_dict(path: str) -> dict:
     return sd
 
 
+
+def _prompt_chunks(objects, batch: int):
+    """The objects SAM should refine (box-shaped labels keep their box), `batch` at a time."""
+    todo = [o for o in objects if o.label not in BOX_ONLY_LABELS]
+    for i in range(0, len(todo), batch):
+        yield todo[i:i + batch]
+
 class SegmentAnythingMasker:
     def __init__(self, checkpoint: str, model_type: str | None = None, arch: dict | None = None,
                  batch: int = 16):
@@ -113,13 +120,12 @@ class SegmentAnythingMasker:
         self.name = f"sam({model_type or 'custom'})"
 
     def apply(self, rgb: np.ndarray, objects) -> None:
-        todo = [o for o in objects if o.label not in BOX_ONLY_LABELS]
-        if not todo:
+        chunks = list(_prompt_chunks(objects, self.batch))
+        if not chunks:
             return
         self.predictor.set_image(np.ascontiguousarray(rgb), image_format="RGB")
         h, w = rgb.shape[:2]
-        for i in range(0, len(todo), self.batch):
-            chunk = todo[i:i + self.batch]
+        for chunk in chunks:
             boxes = self.torch.tensor([list(o.box) for o in chunk], dtype=self.torch.float32)
             boxes = self.predictor.transform.apply_boxes_torch(boxes, (h, w))
             with self.torch.inference_mode():
@@ -147,15 +153,14 @@ class TransformersSamMasker:
     def apply(self, rgb: np.ndarray, objects) -> None:
         from PIL import Image
 
-        todo = [o for o in objects if o.label not in BOX_ONLY_LABELS]
-        if not todo:
+        chunks = list(_prompt_chunks(objects, self.batch))
+        if not chunks:
             return
         image = Image.fromarray(rgb)
         inputs = self.processor(images=image, return_tensors="pt")
         with self.torch.inference_mode():
             emb = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
-        for i in range(0, len(todo), self.batch):
-            chunk = todo[i:i + self.batch]
+        for chunk in chunks:
             bx = self.processor(images=image, input_boxes=[[list(map(float, o.box)) for o in chunk]],
                                 return_tensors="pt")
             with self.torch.inference_mode():
