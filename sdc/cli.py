@@ -306,6 +306,21 @@ def _max_pixels_option(f):
                         show_default=True, help="Refuse images larger than this many pixels.")(f)
 
 
+def _lmm_options(f):
+    """--lmm-url / --lmm-model: the captioning/ranking LMM for this run (over config and environment).
+    The API key stays in SDC_LMM_API_KEY or the config file: a command line is visible to every user."""
+    f = click.option("--lmm-model", metavar="NAME", help="Model name to ask for at --lmm-url.")(f)
+    return click.option("--lmm-url", metavar="URL", help="OpenAI-compatible endpoint that writes the captions "
+                        "and ranks the objects, e.g. http://127.0.0.1:8000/v1.")(f)
+
+
+def _analysis_config(lmm_url: str | None, lmm_model: str | None) -> dict | None:
+    """Config overrides from the LMM options. An endpoint named on the command line is used
+    (ranker "openai") even with --analyzer offline, which otherwise keeps everything local."""
+    cfg = {"lmm_base_url": lmm_url, "lmm_model": lmm_model, "ranker": "openai" if lmm_url else None}
+    return {k: v for k, v in cfg.items() if v} or None
+
+
 def _load_image(data: bytes, label: str, max_pixels: int):
     """Decode an image file into an RGB PIL image (EXIF orientation applied)."""
     from PIL import Image, ImageOps
@@ -379,12 +394,13 @@ def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
                    "(from 'sdc analyze') or COCO-style annotations (boxes, polygons, RLE).")
 @click.option("--analyzer", default="auto", show_default=True, help="Analyzer to run (see sdc analyze).")
 @click.option("--task", metavar="TEXT", help="What the decoded image is for, e.g. 'count the cars'.")
+@_lmm_options
 @click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="No summary table.")
 @_max_pixels_option
-def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task, no_meta, force,
-           quiet, max_pixels):
+def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task, lmm_url, lmm_model, no_meta,
+           force, quiet, max_pixels):
     """Encode images (PNG, JPEG, ...) into .sdc files."""
     qualities = _parse_qualities(q, quality_spec)
     keep = _parse_level_option(levels_spec, "--levels")
@@ -423,6 +439,7 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
             analysis = load_regions(regions_json, image.width, image.height, file_name=name)
         result = pipeline.encode_image(np.asarray(image), qualities=qualities, keep_levels=keep,
                                        analysis=analysis, analyzer=analyzer, task=task,
+                                       analysis_config=_analysis_config(lmm_url, lmm_model),
                                        include_meta=not no_meta)
         _write_output(dst, result.data, force)
         info = describe_sdc(result.data, max_pixels=None)
@@ -675,10 +692,11 @@ def truncate(input, levels_spec, output, force):
               help="Write the analysis JSON here (default: stdout); 'sdc encode --regions' reads it.")
 @click.option("--analyzer", default="auto", show_default=True, help="Analyzer to run.")
 @click.option("--task", metavar="TEXT", help="What the image is for; steers which objects matter.")
+@_lmm_options
 @click.option("--draw", metavar="IMAGE", help="Also write the image with the regions drawn on it.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @_max_pixels_option
-def analyze(input, output, analyzer, task, draw, force, max_pixels):
+def analyze(input, output, analyzer, task, lmm_url, lmm_model, draw, force, max_pixels):
     """Analyse an image only: objects, masks, levels and captions as JSON."""
     import json
 
@@ -693,7 +711,7 @@ def analyze(input, output, analyzer, task, draw, force, max_pixels):
     from .analysis import analyze as run_analysis
 
     t0 = time.perf_counter()
-    result = run_analysis(image, analyzer=analyzer, task=task)
+    result = run_analysis(image, analyzer=analyzer, task=task, config=_analysis_config(lmm_url, lmm_model))
     seconds = time.perf_counter() - t0
     for w in result.warnings:
         _warn(f"{label}: {w}")

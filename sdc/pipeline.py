@@ -50,7 +50,7 @@ def check_qualities(qualities: dict[str, int]) -> dict[str, int]:
     return q
 
 
-def _analyze_or_fallback(image, analyzer: str, task: str | None):
+def _analyze_or_fallback(image, analyzer: str, task: str | None, config: dict | None = None):
     """sdc.analysis.analyze; an unexpected failure in it (a backend's bug, a model
     crashing in a way the analysis does not catch) must not lose the encode: the
     image is then coded without regions, everything "other", with a warning.
@@ -61,7 +61,7 @@ def _analyze_or_fallback(image, analyzer: str, task: str | None):
     from sdc.errors import SdcError
 
     try:
-        return analyze(image, analyzer=analyzer, task=task)
+        return analyze(image, analyzer=analyzer, task=task, config=config)
     except SdcError:
         raise
     except Exception as e:  # noqa: BLE001
@@ -72,7 +72,7 @@ def _analyze_or_fallback(image, analyzer: str, task: str | None):
 
 def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tuple[str, ...] = LEVELS,
                  analysis=None, analyzer: str = "auto", task: str | None = None,
-                 include_meta: bool = True) -> EncodeResult:
+                 analysis_config: dict | None = None, include_meta: bool = True) -> EncodeResult:
     """Analyse (unless `analysis` is given), code and pack one RGB uint8 image."""
     from PIL import Image
 
@@ -82,7 +82,7 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     qualities = check_qualities(qualities)
     height, width = rgb.shape[:2]
     if analysis is None:
-        analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task)
+        analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, analysis_config)
     t1 = time.perf_counter()
     group_map = analysis.group_map(*latent_shape(height, width))
     codec = _codec()

@@ -254,3 +254,23 @@ def test_auto_without_models_still_ranks_with_a_configured_endpoint(monkeypatch)
     assert auto.analyzer.startswith("offline(") and auto.analyzer.endswith("/openai(tiny-vl)")
     assert offline.analyzer.endswith("/heuristic") and offline.caption_short == ""
     assert offline_named_ranker.analyzer.endswith("/openai(tiny-vl)")
+
+
+def test_cli_lmm_options_reach_the_endpoint(tmp_path):
+    """`--lmm-url/--lmm-model` on analyze and encode: captions come from that endpoint, stored in the file."""
+    from click.testing import CliRunner
+
+    from sdc.bitstream import read_sdc
+    from sdc.cli import cli
+
+    with Server("good") as s:
+        r = CliRunner().invoke(cli, ["analyze", str(IMG), "--analyzer", "offline",
+                                     "--lmm-url", s.url, "--lmm-model", "tiny-vl"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["caption_short"] == "Three people at a birthday table."
+        out = tmp_path / "x.sdc"
+        r = CliRunner().invoke(cli, ["encode", str(IMG), "-o", str(out), "--analyzer", "offline", "--quiet",
+                                     "--lmm-url", s.url, "--lmm-model", "tiny-vl"])
+        assert r.exit_code == 0, r.output
+    assert read_sdc(out.read_bytes()).metadata["caption_short"] == "Three people at a birthday table."
+    assert {req["model"] for req in s.requests} == {"tiny-vl"}
