@@ -178,6 +178,7 @@ def main(argv=None) -> None:
         opt.load_state_dict(ck["opt"])
         aux_opt.load_state_dict(ck["aux_opt"])
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
+        args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         print(f"resumed {ckpt_path} at step {step}", flush=True)
     elif args.init:
         init_weights(net, args.init)
