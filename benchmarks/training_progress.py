@@ -1,0 +1,94 @@
+"""Codec training progress: validation rate and PSNR against CPU time, across sessions.
+
+    python benchmarks/training_progress.py [--log runs/main/log.jsonl]
+
+Training logs (runs/*/log.jsonl) are not committed and a new machine starts
+without them, so this script folds the validation records of a log into
+results/training_progress.json, which is committed and keeps the history: an
+entry is keyed by its step, and the entries already in the JSON stay. Each
+entry has the step, the process CPU hours the run had spent by then (from the
+nearest training record before it) and the validation of sdc.train (the
+likelihood bpp and PSNR-RGB of q1, q4 and q8 on the val images; real
+bitstreams are measured by the export and benchmarks/rd.py).
+
+Writes results/training_progress.json and results/training_progress.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, read_json, table, write_json  # noqa: E402
+
+OUT = RESULTS / "training_progress.json"
+
+
+def val_records(log: Path) -> list[dict]:
+    """Validation entries of a sdc.train log, each with the CPU hours spent when it was taken."""
+    cpu, out = 0.0, []
+    for line in log.read_text().splitlines():
+        rec = json.loads(line)
+        if "cpu_seconds" in rec:
+            cpu = rec["cpu_seconds"]
+        if "val" in rec:
+            out.append({"step": rec["step"], "cpu_hours": round(cpu / 3600, 3),
+                        "val": {q: {k: round(v, 4) for k, v in m.items()} for q, m in rec["val"].items()}})
+    return out
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    by_step = {e["step"]: e for e in old}
+    by_step.update({e["step"]: e for e in new})
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def plot(entries: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    hours = [e["cpu_hours"] for e in entries]
+    for q in ("q1", "q4", "q8"):
+        a1.plot(hours, [e["val"][q]["psnr"] for e in entries], marker="o", ms=3, label=q)
+        a2.plot(hours, [e["val"][q]["bpp"] for e in entries], marker="o", ms=3, label=q)
+    a1.set(xlabel="training CPU hours", ylabel="val PSNR-RGB (dB)", title="distortion")
+    a2.set(xlabel="training CPU hours", ylabel="val bpp (likelihoods)", title="rate")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--log", type=Path, default=Path("runs/main/log.jsonl"))
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    old = read_json(args.out)["entries"] if args.out.exists() else []
+    new = val_records(args.log) if args.log.exists() else []
+    if not old and not new:
+        print(f"no training log at {args.log} and no {args.out}", file=sys.stderr)
+        return 1
+    entries = merge(old, new)
+    write_json(args.out, {"benchmark": "codec training progress (sdc.train validation)",
+                          "command": "python benchmarks/training_progress.py --log " + str(args.log),
+                          "entries": entries})
+    try:
+        plot(entries, args.out.with_suffix(".png"))
+    except ImportError:
+        print("matplotlib missing (pip install 'sdc[bench]'): no plot", file=sys.stderr)
+    rows = [[e["step"], f"{e['cpu_hours']:.2f}",
+             *(f"{e['val'][q]['bpp']:.3f} / {e['val'][q]['psnr']:.2f}" for q in ("q1", "q4", "q8"))]
+            for e in entries]
+    print(table(rows, ["step", "CPU h", "q1 bpp / dB", "q4 bpp / dB", "q8 bpp / dB"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
