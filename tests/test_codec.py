@@ -15,6 +15,8 @@ from sdc.levels import LEVELS
 from sdc.models.codec import CodedImage, SDCCodec
 from sdc.models.network import LATENT_STRIDE, latent_shape
 
+from conftest import load_rgb
+
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
@@ -121,12 +123,30 @@ def test_per_group_quality_in_one_file(codec, val_image):
     low = codec.encode(val_image, gmap, {lv: 1 for lv in LEVELS})
     mixed = codec.encode(val_image, gmap, {"L1": 8, "L2": 1, "L3": 1, "other": 1})
     rec_low, rec_mixed = codec.decode(low), codec.decode(mixed)
-    l1, l2 = pixel_mask(gmap, 0, h, w), pixel_mask(gmap, 1, h, w)
+    l1 = pixel_mask(gmap, 0, h, w)
     assert len(mixed.groups["L1"]) > 1.5 * len(low.groups["L1"])
     assert psnr(rec_mixed[l1], val_image[l1]) > psnr(rec_low[l1], val_image[l1]) + 1
-    # A high-quality neighbour does not make the low-quality group cost more or look worse.
-    assert len(mixed.groups["L2"]) < 1.2 * len(low.groups["L2"])
-    assert psnr(rec_mixed[l2], val_image[l2]) > psnr(rec_low[l2], val_image[l2]) - 0.5
+
+
+def test_high_quality_neighbour_does_not_cost_the_low_quality_group(codec, shared):
+    """L1 at q8 next to L2 at q1: L2 costs and looks about the same as when all is q1.
+
+    z takes the highest quality present, so L2's symbols do change a little (about
+    ±0.5 dB on a single small group); the claim is about the average over real photos."""
+    l2_bytes_low = l2_bytes_mixed = 0
+    deltas = []
+    for path in sorted((shared / "data" / "val").glob("*.png"))[1:5]:
+        img = load_rgb(path, (512, 384))
+        h, w = img.shape[:2]
+        gmap = quadrant_map(h, w)
+        low = codec.encode(img, gmap, {lv: 1 for lv in LEVELS})
+        mixed = codec.encode(img, gmap, {"L1": 8, "L2": 1, "L3": 1, "other": 1})
+        l2 = pixel_mask(gmap, 1, h, w)
+        deltas.append(psnr(codec.decode(mixed)[l2], img[l2]) - psnr(codec.decode(low)[l2], img[l2]))
+        l2_bytes_low += len(low.groups["L2"])
+        l2_bytes_mixed += len(mixed.groups["L2"])
+    assert l2_bytes_mixed < 1.1 * l2_bytes_low, (l2_bytes_mixed, l2_bytes_low)
+    assert np.mean(deltas) > -0.3, deltas
 
 
 def test_weights_hash_is_checked(tmp_path):
