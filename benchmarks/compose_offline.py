@@ -81,6 +81,9 @@ METHODS = {
     "Gaussian 8 + Telea, fade 32": lambda rgb, m: smooth_compose(rgb, m, sigma=8, fade=32),
     "Gaussian 8 + Telea, fade 64": lambda rgb, m: smooth_compose(rgb, m, sigma=8, fade=64),
     "Gaussian 4 + Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=16),
+    "Gaussian 2 + Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=2, fade=16),
+    "no low-pass, Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=0, fade=16),
+    "Gaussian 4 + Telea, fade 8": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=8),
 }
 
 

@@ -5,13 +5,12 @@ hyperprior's predicted latent mean: the right colours and rough layout, but
 overlaid with blotches on the latent grid (stride 16) and a hard step where it
 meets the decoded pixels. This composer keeps that information and cleans it up:
 
-1. low-pass the fill with a Gaussian, sigma = 8 px (half the latent stride):
-   removes the grid blotches (computed at 1/4 resolution, same result within
-   about one grey level);
+1. low-pass the fill with a Gaussian, sigma = 4 px (a quarter of the latent
+   stride): removes most of the grid blotches (computed at reduced resolution);
 2. near the seam, continue the decoded pixels into the hole with OpenCV's Telea
    inpainting (run at 1/4 resolution, radius 5) and cross-fade from it to the
-   low-passed fill with weight exp(-distance / 16 px): the hole meets the
-   decoded region without a step, and deep inside it the hyperprior decides.
+   low-passed fill with weight exp(-distance / 8 px): the hole meets the
+   decoded region without a step, and inside it the hyperprior decides.
 
 How it was chosen (``benchmarks/compose_offline.py``, results in
 ``benchmarks/results/compose_offline.json``): samples/astronaut.png and the ten
@@ -20,40 +19,38 @@ L1, L1+L2 and L1+L2+L3: 26 partial decodes whose holes cover 55-98 % of the
 picture. Per method, the mean over the cases of the PSNR against the original
 inside the hole, a grid-blockiness ratio inside the hole (mean step across
 16 px grid lines / mean step elsewhere; 1.0 = no grid), and the PSNR in the
-8 px band just inside the seam (codec v2 weights):
+8 px band just inside the seam. Re-measured with the weights c01efd58
+(session 2), whose hyperprior fill is 3.5 dB better than the v2 weights' the
+first choice (sigma 8, fade 16) was made on:
 
     ==================================== ========= ========== =========
     method                               hole PSNR blockiness band PSNR
     ==================================== ========= ========== =========
-    hyperprior fill as is                  15.33      1.75      16.11
-    flat mean colour of decoded pixels     11.44       -        12.03
-    Telea inpainting, 1/4 scale            12.56      0.97      17.61
-    Navier-Stokes inpainting, 1/4 scale    12.50      0.94      17.60
-    Telea inpainting, full scale           11.88      1.00      17.60
-    bilateral filter of the fill           15.38      2.00      16.18
-    Gaussian sigma 4                       15.56      1.16      16.63
-    Gaussian sigma 8                       15.87      1.04      16.95
-    Gaussian sigma 12                      16.02      1.02      16.94
-    **Gaussian 8 + Telea, fade 16**        16.10      1.03      17.81
-    Gaussian 8 + Telea, fade 32            16.31      1.03      17.76
-    Gaussian 8 + Telea, fade 64            16.29      1.02      17.70
-    Gaussian 4 + Telea, fade 16            15.87      1.15      17.80
+    hyperprior fill as is                  18.88      1.85      18.52
+    flat mean colour of decoded pixels     11.43       -        12.02
+    Telea inpainting, 1/4 scale            12.81      0.97      18.09
+    bilateral filter of the fill           18.93      1.92      18.59
+    Gaussian sigma 4                       18.92      1.15      18.68
+    Gaussian sigma 8                       18.81      1.04      18.55
+    Gaussian 8 + Telea, fade 16 (before)   18.84      1.02      18.56
+    Gaussian 8 + Telea, fade 64            18.03      1.00      18.24
+    Gaussian 4 + Telea, fade 16            19.00      1.13      18.64
+    **Gaussian 4 + Telea, fade 8**         18.97      1.13      18.86
+    Gaussian 2 + Telea, fade 16            19.00      1.34      18.68
+    no low-pass, Telea, fade 16            18.99      1.84      18.69
     ==================================== ========= ========== =========
 
 Inpainting from the decoded pixels alone (what OpenCV offers) throws the
-hyperprior's information away and loses about 3 dB inside the hole: the holes
-are most of the picture. It is, however, the best guess right next to the
-seam. Low-passing the fill removes the grid (blockiness 1.75 -> 1.04) and gains
-0.5 dB; the Telea cross-fade adds 0.2 dB inside and 0.9 dB along the seam, and
-side by side (tiger's nose, astronaut's helmet ring) it is the version without
-a visible step. A longer fade scores 0.2 dB more on average but is less safe
-where a decoded object's colour gets dragged into a different background:
-against plain smoothing, fade 32 loses up to 0.2 dB on a benchmark case (a
-98 %-missing L1 decode) and 0.7 dB on the test crop of wiki_046 (a
-gold-on-black detail inside a white bowl); fade 16 loses at most 0.03 and 0.2.
-Deterministic, CPU only; a few hundred ms for 768x512 on the 2-core dev machine.
-An earlier variant that only shifted the fill's colour towards the decoded side
-of the seam (normalised-convolution offset) gained about 0.3 dB less there.
+hyperprior's information away and loses about 6 dB inside the hole: the holes
+are most of the picture. It is, however, a good guess right next to the seam.
+The better the codec's hyperprior, the less low-pass and the shorter the fade
+pay: with these weights sigma 8 already costs detail, and a 16 px fade drags a
+decoded object's colour into a different background (0.55 dB lost against
+fade 0 on the astronaut test crop, where fade 8 loses 0.2). Sigma 4 with an
+8 px fade keeps the fill's fidelity (+0.1 dB), cuts the grid (1.85 -> 1.13)
+and gives the best seam band (+0.3 dB). Deterministic, CPU only; about 100 ms
+for a 768x512 picture on the 2-core dev machine. Re-run the benchmark after
+new weights.
 
 Settings (``compose(..., config=...)``): ``sigma`` (0 = no low-pass), ``fade``
 (0 = no Telea continuation), ``inpaint_scale``.
@@ -62,8 +59,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SIGMA = 8.0  # low-pass of the fill, px (LATENT_STRIDE / 2)
-FADE = 16.0  # how far the inpainted continuation of the decoded pixels reaches into the hole, px (0 = off)
+SIGMA = 4.0  # low-pass of the fill, px (LATENT_STRIDE / 4)
+FADE = 8.0  # how far the inpainted continuation of the decoded pixels reaches into the hole, px (0 = off)
 INPAINT_SCALE = 4  # Telea runs at 1/4 resolution: fast, and its streaks are blurred away
 
 
