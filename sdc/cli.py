@@ -429,6 +429,8 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
             if v > n_q:
                 raise UsageError(f"quality {v} for {lv} is out of range: this codec has qualities 1..{n_q}")
 
+    analysis_config = _analysis_config(lmm_url, lmm_model)
+
     def one(src: str, dst: str, label: str) -> dict:
         image = _load_image(_read_input(src), label, max_pixels)
         analysis = None
@@ -439,7 +441,7 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
             analysis = load_regions(regions_json, image.width, image.height, file_name=name)
         result = pipeline.encode_image(np.asarray(image), qualities=qualities, keep_levels=keep,
                                        analysis=analysis, analyzer=analyzer, task=task,
-                                       analysis_config=_analysis_config(lmm_url, lmm_model),
+                                       analysis_config=analysis_config,
                                        include_meta=not no_meta)
         _write_output(dst, result.data, force)
         info = describe_sdc(result.data, max_pixels=None)

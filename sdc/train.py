@@ -106,14 +106,12 @@ def validate(net: SDCNet, images, qualities=(0, 3, 7)) -> dict:
     return results
 
 
-def learning_rate(step: int, total: int, base: float, warmup: int = 200, decay_share: float = 0.3) -> float:
-    """Warm-up, constant, then cosine decay to base/10 over the last `decay_share` of the run."""
+def learning_rate(step: int, progress: float, base: float, warmup: int = 200, decay_share: float = 0.3) -> float:
+    """Warm-up over the first `warmup` steps, constant, then cosine decay to base/10 over the
+    last `decay_share` of the run; `progress` is the share of the run done (steps or clock time)."""
     if step < warmup:
         return base * (step + 1) / warmup
-    start = int(total * (1 - decay_share))
-    if step < start:
-        return base
-    t = min(1.0, (step - start) / max(1, total - start))
+    t = min(1.0, max(0.0, (progress - (1 - decay_share)) / decay_share))
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -207,19 +205,19 @@ def main(argv=None) -> None:
     cpu0, last_ckpt, t_log = time.process_time(), time.time(), time.time()
     deadline = parse_until(args.until) if args.until else None
     t_start, step_start = time.time(), step
+
+    def run_progress() -> float:
+        """Share of the run done: by the clock with --until, else by steps."""
+        if deadline is not None:
+            return (time.time() - t_start) / (deadline - t_start)
+        return step / args.steps
+
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     with open(log_path, "a") as log:
         while step < args.steps and not stop["flag"]:
-            if deadline is not None:
-                now = time.time()
-                if now >= deadline:
-                    break
-                # Map elapsed time onto a virtual step count so learning_rate's warm-up/decay shape applies to time.
-                virtual_total = 100_000
-                share = (now - t_start) / (deadline - t_start)
-                lr = learning_rate(int(share * virtual_total), virtual_total, args.lr, warmup=0 if step_start else 200)
-            else:
-                lr = learning_rate(step, args.steps, args.lr)
+            if deadline is not None and time.time() >= deadline:
+                break
+            lr = learning_rate(step, run_progress(), args.lr, warmup=0 if deadline is not None and step_start else 200)
             for group in opt.param_groups:
                 group["lr"] = lr
             x = random_batch(train_images, args.batch, args.crop, rng)
@@ -246,8 +244,9 @@ def main(argv=None) -> None:
                     "cpu_seconds": cpu_used + time.process_time() - cpu0,
                 }
                 log.write(json.dumps(rec) + "\n"); log.flush()
-                eta_min = (args.steps - step) * rec["sec_per_step"] / 60
-                print(f"step {step:6d}/{args.steps} ({100 * step / args.steps:4.1f}%, eta {eta_min:5.0f} min)  "
+                eta_min = ((deadline - time.time()) if deadline is not None
+                           else (args.steps - step) * rec["sec_per_step"]) / 60
+                print(f"step {step:6d} ({100 * run_progress():4.1f}%, eta {eta_min:5.0f} min)  "
                       f"lr {lr:.2e}  loss {rec['loss']:.3f}  bpp {rec['bpp']:.3f}  "
                       f"psnr {rec['psnr']:.2f}  {rec['sec_per_step']:.2f}s/step", flush=True)
                 acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
