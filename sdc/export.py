@@ -86,6 +86,7 @@ def main(argv=None) -> None:
         cfg = ck.get("config", {})
         net = SDCNet(cfg.get("N", 64), cfg.get("M", 96))
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
+        lambdas = cfg.get("lambdas", LAMBDAS)
         training = {
             "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
@@ -96,13 +97,14 @@ def main(argv=None) -> None:
     else:
         net = SDCNet()
         init_weights(net, args.init)
+        lambdas = LAMBDAS
         training = {"steps": 0, "initialised_from": args.init}
     net.eval()
     tensors = inference_tensors(net)
     manifest = {
         "format": "sdc-weights", "format_version": 1,
         "architecture": {"name": "SDCNet", "N": net.N, "M": net.M, "num_qualities": net.num_qualities,
-                         "lambdas": [round(l, 6) for l in LAMBDAS], "latent_stride": 16, "pad_multiple": PAD_MULTIPLE,
+                         "lambdas": [round(l, 8) for l in lambdas], "latent_stride": 16, "pad_multiple": PAD_MULTIPLE,
                          "entropy_coder": "constriction queue range coder, compressai 16-bit tables",
                          "hyper_synthesis": "integer fixed point (ACT_BITS=12)"},
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",

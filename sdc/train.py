@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from sdc.models.network import LAMBDAS, LATENT_STRIDE, PAD_MULTIPLE, SDCNet
+from sdc.models.network import LAMBDAS, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, remap_log_gains
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
 ENTROPY_TABLE_KEYS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
@@ -127,10 +127,26 @@ def parse_until(text: str) -> float:
     return end.timestamp()
 
 
+def manifest_lambdas(path: str) -> list[float] | None:
+    """The λs recorded in the manifest that ships beside a weights file, if any."""
+    manifest = Path(path).with_name("manifest.json")
+    if not manifest.exists():
+        return None
+    meta = json.loads(manifest.read_text())
+    if meta.get("file") != Path(path).name:
+        return None
+    return meta.get("architecture", {}).get("lambdas")
+
+
 def init_weights(net: SDCNet, path: str) -> None:
     from safetensors.torch import load_file
 
     state = {k: v for k, v in load_file(path).items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    old_lambdas = manifest_lambdas(path)
+    if old_lambdas and len(old_lambdas) == len(LAMBDAS) and not np.allclose(old_lambdas, LAMBDAS, rtol=1e-4):
+        for name in ("log_gain", "log_inv_gain", "log_z_gain"):
+            state[name] = remap_log_gains(state[name], old_lambdas, LAMBDAS)
+        print(f"gains remapped from λ {old_lambdas[0]:g}..{old_lambdas[-1]:g} to {LAMBDAS[0]:g}..{LAMBDAS[-1]:g}", flush=True)
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
@@ -175,6 +191,10 @@ def main(argv=None) -> None:
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
         opt.load_state_dict(ck["opt"])
         aux_opt.load_state_dict(ck["aux_opt"])
+        run_lambdas = ck.get("config", {}).get("lambdas")
+        if run_lambdas and not np.allclose(run_lambdas, LAMBDAS, rtol=1e-4):
+            raise SystemExit(f"{ckpt_path} was trained with other λs ({run_lambdas[0]:g}..{run_lambdas[-1]:g}); "
+                             "export it and start a new run with --init to remap its gains")
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         print(f"resumed {ckpt_path} at step {step}", flush=True)
@@ -191,7 +211,8 @@ def main(argv=None) -> None:
         state = {
             "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
-            "config": {"N": args.N, "M": args.M, "init": args.init, "crop": args.crop, "batch": args.batch},
+            "config": {"N": args.N, "M": args.M, "init": args.init, "crop": args.crop, "batch": args.batch,
+                       "lambdas": list(LAMBDAS)},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -199,8 +220,9 @@ def main(argv=None) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] checkpoint at step {step} ({reason})", flush=True)
 
     stop = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-    signal.signal(signal.SIGINT, lambda *_: stop.update(flag=True))
+    # Ctrl-C / SIGTERM finish the step, validate and checkpoint; the previous
+    # handlers come back afterwards (main() is also called in-process by tests).
+    previous = {sig: signal.signal(sig, lambda *_: stop.update(flag=True)) for sig in (signal.SIGTERM, signal.SIGINT)}
 
     cpu0, last_ckpt, t_log = time.process_time(), time.time(), time.time()
     deadline = parse_until(args.until) if args.until else None
@@ -263,6 +285,8 @@ def main(argv=None) -> None:
         log.write(json.dumps({"step": step, "val": val, "final": True}) + "\n")
         print("val", json.dumps(val), flush=True)
     save("end")
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ import torch.nn.functional as F
 from sdc.models.layers import build_h_s, build_transforms  # noqa: F401  (build_h_s re-exported)
 
 # Rate-distortion trade-offs of the qualities 1..8: loss = λ·255²·MSE + bpp.
-LAMBDAS: tuple[float, ...] = tuple(0.0016 * 1.7**k for k in range(8))
+# Spaced x2.4 from 0.00025 so the qualities span about 0.1 to 1.5 bpp on photos
+# (weights up to c01efd58 used 0.0016·1.7^k, which only reached 0.33-1.08 bpp).
+LAMBDAS: tuple[float, ...] = tuple(0.00025 * 2.4**k for k in range(8))
 # λ of the shared warm start; its gains are initialised to 1 there.
 REFERENCE_LAMBDA = 0.013
 # Downsampling factor of y, and of the padding grid (y is 1/16, z 1/64).
@@ -53,6 +55,20 @@ def initial_log_gains(num_qualities: int, M: int) -> torch.Tensor:
     """Gains start where high-rate theory puts them: step size ∝ 1/sqrt(λ)."""
     init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in LAMBDAS[:num_qualities]])
     return init[:, None].repeat(1, M)
+
+
+def remap_log_gains(log_gain: torch.Tensor, old_lambdas, new_lambdas) -> torch.Tensor:
+    """Carry learned (Q, C) log-gains over to a new set of λs.
+
+    Learned log-gains stay close to linear in log λ per channel (the high-rate
+    theory they start from), so fit that line per channel over the old qualities
+    and read it off at the new λs: a warm start for changing the quality ladder.
+    """
+    old = torch.log(torch.tensor(old_lambdas, dtype=torch.float64))
+    new = torch.log(torch.tensor(new_lambdas, dtype=torch.float64))
+    design = torch.stack([old, torch.ones_like(old)], 1)
+    slope, offset = torch.linalg.lstsq(design, log_gain.detach().double()).solution
+    return (new[:, None] * slope + offset).to(log_gain.dtype)
 
 
 class SDCNet(nn.Module):

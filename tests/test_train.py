@@ -1,0 +1,84 @@
+"""Training command: quality-ladder changes carry the learned gains over; runs resume safely."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from sdc.models.network import LAMBDAS, SDCNet, remap_log_gains
+from conftest import load_rgb
+
+
+def test_remap_reads_each_channels_line_at_the_new_lambdas():
+    old = [0.001 * 2**k for k in range(5)]
+    new = [0.0003 * 3**k for k in range(5)]
+    slope = torch.tensor([0.5, 0.4, 0.6])
+    offset = torch.tensor([1.0, -0.2, 0.3])
+    line = lambda lams: torch.log(torch.tensor(lams))[:, None] * slope + offset  # noqa: E731
+    noisy = line(old) + torch.tensor([[0.01, -0.01, 0.0]]).repeat(5, 1) * torch.tensor([1, -1, 1, -1, 0.0])[:, None]
+    assert torch.allclose(remap_log_gains(line(old), old, new), line(new), atol=1e-5)
+    assert torch.allclose(remap_log_gains(noisy, old, old), line(old), atol=0.02)  # a least-squares fit
+    assert not torch.allclose(remap_log_gains(noisy, old, old), noisy, atol=1e-4)
+
+
+def _write_weights(folder, net, lambdas):
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "sdc.safetensors"))
+    (folder / "manifest.json").write_text(json.dumps({"file": "sdc.safetensors", "architecture": {"lambdas": lambdas}}))
+    return str(folder / "sdc.safetensors")
+
+
+def test_init_from_weights_of_another_ladder_remaps_the_gains(tmp_path):
+    from sdc.train import init_weights
+
+    src = SDCNet()
+    old = [0.0016 * 1.7**k for k in range(len(LAMBDAS))]
+    with torch.no_grad():  # gains that follow high-rate theory for the old ladder, plus a per-channel tilt
+        src.log_gain.copy_(0.5 * torch.log(torch.tensor(old))[:, None] + torch.linspace(-0.3, 0.3, src.M))
+    dst = SDCNet()
+    init_weights(dst, _write_weights(tmp_path / "w", src, old))
+    expected = 0.5 * torch.log(torch.tensor(LAMBDAS))[:, None] + torch.linspace(-0.3, 0.3, src.M)
+    assert torch.allclose(dst.log_gain, expected, atol=1e-4)
+    assert torch.equal(dst.g_a[0].weight, src.g_a[0].weight)
+
+    same = SDCNet()  # same ladder: loaded as is
+    init_weights(same, _write_weights(tmp_path / "w2", src, list(LAMBDAS)))
+    assert torch.equal(same.log_gain, src.log_gain)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory, shared):
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("train_data")
+    for i, name in enumerate(["wiki_001.png", "wiki_006.png"]):
+        Image.fromarray(load_rgb(shared / "data" / "val" / name, (128, 128))).save(folder / f"{i}.png")
+    return folder
+
+
+def test_training_resumes_and_refuses_a_run_of_another_ladder(tmp_path, tiny_data, one_thread):
+    from sdc.train import main
+
+    run = tmp_path / "run"
+    common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64",
+              "--batch", "2", "--threads", "1", "--log-every", "1", "--val-every", "1000"]
+    main(common + ["--steps", "2"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["step"] == 2 and ck["config"]["lambdas"] == pytest.approx(LAMBDAS)
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2]
+    assert all(math.isfinite(r["loss"]) and r["bpp"] > 0 for r in records if "loss" in r)
+    assert records[-1]["final"] and set(records[-1]["val"]) == {"q1", "q4", "q8"}
+
+    main(common + ["--steps", "3"])  # resumes at step 2 and does one more
+    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 3
+
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    ck["config"]["lambdas"] = [2 * lam for lam in LAMBDAS]
+    torch.save(ck, run / "ckpt.pt")
+    with pytest.raises(SystemExit, match="other λs"):
+        main(common + ["--steps", "4"])
