@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sdc.levels import DEFAULT_QUALITY  # noqa: E402
 from common import CODE, RESULTS, SHARED, git_commit, machine_info, psnr, weights_info, write_json  # noqa: E402
 
 OUT = RESULTS / "large_image.json"
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="4000x3000", help="WxH")
     ap.add_argument("--analyzer", default="offline")
-    ap.add_argument("--quality", type=int, default=4)
+    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
     ap.add_argument("--crafted", default="8192x8192", help="WxH of the crafted tiny file ('' to skip)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)

@@ -10,7 +10,7 @@ sdc decode, compressai compress, compressai decompress, ...) so that both
 codecs see the same background load.
 
     sdc codec      SDCCodec.encode (analysis transform, hyperprior, entropy
-                   coding of every group; group map all "other", quality 4)
+                   coding of every group; group map all "other", the default quality)
                    and SDCCodec.decode (everything decoded)
     sdc pipeline   sdc.pipeline.encode_image with the offline analyzer
                    (analysis + codec + container, a real .sdc file) and
@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sdc.levels import DEFAULT_QUALITY  # noqa: E402
 from common import (RESULTS, crop_768x512, git_commit, load_rgb, machine_info, set_threads, table,  # noqa: E402
                     val_paths, weights_info, write_json)
 
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--limit", type=int, default=10)
-    ap.add_argument("--quality", type=int, default=4)
+    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-pipeline", action="store_true", help="skip the encode_image/decode_sdc timing")
     ap.add_argument("--out", type=Path, default=OUT)

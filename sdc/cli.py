@@ -21,9 +21,8 @@ from pathlib import Path
 import click
 
 from .errors import BadInputError, SdcError, UsageError
-from .levels import LEVELS, parse_levels
+from .levels import DEFAULT_QUALITY, LEVELS, parse_levels
 
-DEFAULT_QUALITY = 4
 # Same value as sdc.bitstream.DEFAULT_MAX_PIXELS (checked by a test); repeated
 # here so that building the command line does not import the container.
 DEFAULT_MAX_PIXELS = 1 << 26

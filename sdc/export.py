@@ -18,11 +18,12 @@ import torch
 from PIL import Image
 
 from sdc.levels import LEVELS
+from sdc.models.channel_context import IntegerChannelContext
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import LAMBDAS, PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
-from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights
+from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_context_slices
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -33,6 +34,8 @@ def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
     net.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
     tensors = {k: v.detach().clone() for k, v in net.state_dict().items()}
     tensors.update(IntegerHyperSynthesis.quantize(net.h_s))
+    if net.context is not None:
+        tensors.update(IntegerChannelContext.quantize(net.context))
     # Scales are compared after multiplying by the fixed-point gain: units 2^-(2·ACT_BITS).
     tensors["int_scale_thresholds"] = torch.round(net.gaussian_conditional.scale_table.double() * 2.0 ** (2 * ACT_BITS)).to(torch.int64)
     medians = net.entropy_bottleneck.quantiles[:, 0, 1].detach().double()
@@ -84,7 +87,7 @@ def main(argv=None) -> None:
     if args.run:
         ck = torch.load(Path(args.run) / "ckpt.pt", weights_only=True)
         cfg = ck.get("config", {})
-        net = SDCNet(cfg.get("N", 64), cfg.get("M", 96))
+        net = SDCNet(cfg.get("N", 64), cfg.get("M", 96), context_slices=cfg.get("context_slices", 0))
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
         lambdas = cfg.get("lambdas", LAMBDAS)
         training = {
@@ -95,7 +98,7 @@ def main(argv=None) -> None:
         if log.exists():
             training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]
     else:
-        net = SDCNet()
+        net = SDCNet(context_slices=manifest_context_slices(args.init))
         init_weights(net, args.init)
         lambdas = LAMBDAS
         training = {"steps": 0, "initialised_from": args.init}
@@ -105,6 +108,8 @@ def main(argv=None) -> None:
         "format": "sdc-weights", "format_version": 1,
         "architecture": {"name": "SDCNet", "N": net.N, "M": net.M, "num_qualities": net.num_qualities,
                          "lambdas": [round(l, 8) for l in lambdas], "latent_stride": 16, "pad_multiple": PAD_MULTIPLE,
+                         "context_slices": net.context_slices if net.context is not None else 0,
+                         "context_hidden": net.context_hidden if net.context is not None else 0,
                          "entropy_coder": "constriction queue range coder, compressai 16-bit tables",
                          "hyper_synthesis": "integer fixed point (ACT_BITS=12)"},
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",

@@ -12,10 +12,9 @@ import numpy as np
 
 from sdc.bitstream import SdcFile, SdcHeader, read_sdc, write_sdc, DEFAULT_MAX_PIXELS
 from sdc.errors import CodecMismatchError, UsageError
-from sdc.levels import LEVELS
+from sdc.levels import DEFAULT_QUALITY, LEVELS
 
 NUM_QUALITIES = 8
-DEFAULT_QUALITY = 4
 
 
 @dataclass

@@ -127,15 +127,21 @@ def parse_until(text: str) -> float:
     return end.timestamp()
 
 
-def manifest_lambdas(path: str) -> list[float] | None:
-    """The λs recorded in the manifest that ships beside a weights file, if any."""
+def _manifest_architecture(path: str) -> dict:
+    """The architecture recorded in the manifest that ships beside a weights file ({} if none)."""
     manifest = Path(path).with_name("manifest.json")
     if not manifest.exists():
-        return None
+        return {}
     meta = json.loads(manifest.read_text())
-    if meta.get("file") != Path(path).name:
-        return None
-    return meta.get("architecture", {}).get("lambdas")
+    return meta.get("architecture", {}) if meta.get("file") == Path(path).name else {}
+
+
+def manifest_lambdas(path: str) -> list[float] | None:
+    return _manifest_architecture(path).get("lambdas")
+
+
+def manifest_context_slices(path: str) -> int:
+    return int(_manifest_architecture(path).get("context_slices", 0))
 
 
 def init_weights(net: SDCNet, path: str) -> None:
@@ -159,6 +165,10 @@ def main(argv=None) -> None:
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=96)
+    p.add_argument("--context-slices", type=int, default=4,
+                   help="channel slices of the 1x1 channel-conditional context (0: none)")
+    p.add_argument("--context-lr-scale", type=float, default=5.0,
+                   help="learning-rate multiplier of the context (it starts from zero in a trained model)")
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
     p.add_argument("--steps", type=int, default=100_000, help="planned total steps (sets the LR decay)")
     p.add_argument("--until", help="wall-clock end, e.g. 07:35 (UTC, today): the LR schedule follows elapsed time "
@@ -180,16 +190,31 @@ def main(argv=None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run / "ckpt.pt", run / "log.jsonl"
 
-    net = SDCNet(args.N, args.M)
+    net = SDCNet(args.N, args.M, context_slices=args.context_slices)
     params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]
+    base_params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles") and not n.startswith("context.")]
+    ctx_params = [p_ for n, p_ in net.named_parameters() if n.startswith("context.")]
     aux_params = [p_ for n, p_ in net.named_parameters() if n.endswith(".quantiles")]
-    opt = torch.optim.Adam(params, lr=args.lr)
+    opt = torch.optim.Adam(base_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+
+    def add_context_group() -> None:
+        if ctx_params:
+            opt.add_param_group({"params": ctx_params, "lr_scale": args.context_lr_scale})
+
     step, cpu_used = 0, 0.0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
+        run_slices = ck.get("config", {}).get("context_slices", 0)
+        if run_slices not in (0, args.context_slices):
+            raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
-        opt.load_state_dict(ck["opt"])
+        if len(ck["opt"]["param_groups"]) == 2:  # the run already trains its context
+            add_context_group()
+            opt.load_state_dict(ck["opt"])
+        else:  # a context joins a run that had none: it starts at zero, with fresh Adam state
+            opt.load_state_dict(ck["opt"])
+            add_context_group()
         aux_opt.load_state_dict(ck["aux_opt"])
         run_lambdas = ck.get("config", {}).get("lambdas")
         if run_lambdas and not np.allclose(run_lambdas, LAMBDAS, rtol=1e-4):
@@ -198,8 +223,10 @@ def main(argv=None) -> None:
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         print(f"resumed {ckpt_path} at step {step}", flush=True)
-    elif args.init:
-        init_weights(net, args.init)
+    else:
+        add_context_group()
+        if args.init:
+            init_weights(net, args.init)
 
     train_images = load_images(Path(args.train), args.crop)
     val_images = load_images(Path(args.val), PAD_MULTIPLE)
@@ -212,7 +239,7 @@ def main(argv=None) -> None:
             "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
             "config": {"N": args.N, "M": args.M, "init": args.init, "crop": args.crop, "batch": args.batch,
-                       "lambdas": list(LAMBDAS)},
+                       "lambdas": list(LAMBDAS), "context_slices": args.context_slices},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -241,7 +268,7 @@ def main(argv=None) -> None:
                 break
             lr = learning_rate(step, run_progress(), args.lr, warmup=0 if deadline is not None and step_start else 200)
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             x = random_batch(train_images, args.batch, args.crop, rng)
             qmap = random_quality_maps(args.batch, args.crop // LATENT_STRIDE, net.num_qualities, rng, args.mixed_share)
             out = net(x, qmap)

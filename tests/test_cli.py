@@ -22,7 +22,7 @@ from sdc import cli as cli_module
 from sdc import pipeline as real_pipeline
 from sdc.bitstream import DEFAULT_MAX_PIXELS, read_sdc, truncate_sdc
 from sdc.cli import cli
-from sdc.levels import LEVELS
+from sdc.levels import DEFAULT_QUALITY, LEVELS
 
 from bitstream_helpers import chunk_spans, header_length, refresh_header_crc
 
@@ -105,7 +105,7 @@ def test_encode_decode_round_trip_default_names(spy, images):
     data = out.read_bytes()
     f = read_sdc(data)
     assert (f.header.width, f.header.height) == (130, 70)
-    assert f.header.qualities == {lv: 4 for lv in LEVELS}
+    assert f.header.qualities == {lv: DEFAULT_QUALITY for lv in LEVELS}
     analyzer = f.metadata["analyzer"]
     assert analyzer and analyzer in r.stderr  # which analyzer ran
     assert f"{8 * len(data) / (130 * 70):.4f}" in r.stderr  # whole-file bpp in the table

@@ -57,3 +57,31 @@ def test_damaged_streams_raise_or_decode_wrong_but_never_crash(coder):
         except EntropyDecodeError:
             continue
         assert out.shape == sym.shape and not np.array_equal(out, sym)
+
+
+def test_batches_share_one_stream_and_decode_in_turn(coder):
+    """The channel context codes one batch per slice; a batch's tables are only known after the last."""
+    tc, table = coder
+    rng = np.random.default_rng(3)
+    batches = []
+    for n in (700, 0, 1500, 3):
+        idx = rng.integers(0, len(table), n)
+        sym = np.round(rng.normal(0, table[idx])).astype(np.int64)
+        if n:
+            sym[0] = 5 * 10**5  # an escape inside every non-empty batch
+        batches.append((sym, idx))
+    enc = tc.encoder()
+    for sym, idx in batches:
+        enc.encode(sym, idx)
+    data = enc.finish()
+    dec = tc.decoder(data)
+    for sym, idx in batches:
+        assert np.array_equal(dec.decode(idx), sym)
+    dec.finish()
+    # One batch is exactly the single-call format.
+    assert tc.encode(*batches[0]) == (lambda e: (e.encode(*batches[0]), e.finish())[1])(tc.encoder())
+    # Stopping early leaves data: detected.
+    dec = tc.decoder(data)
+    dec.decode(batches[0][1])
+    with pytest.raises(EntropyDecodeError):
+        dec.finish()

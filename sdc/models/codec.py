@@ -99,7 +99,10 @@ class SDCCodec:
             self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8))
         except (KeyError, RuntimeError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
-        self.latent = GroupedLatentCodec(tensors)
+        try:
+            self.latent = GroupedLatentCodec(tensors, int(arch.get("context_slices", 0)))
+        except (KeyError, ValueError) as exc:
+            raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         sha = self.manifest.get("sha256", "0" * 16)
         self.codec_id = bytes.fromhex(sha[:16])
         self.num_qualities = self.net.num_qualities
@@ -145,8 +148,7 @@ class SDCCodec:
         qz = self._z_quality(gmap, qmap)
         hyper, z_symbols = self.latent.encode_z(z, qz)
         hp = self.latent.hyper_params(z_symbols, qz, qmap)
-        symbols = self.latent.y_symbols(y[0].double() * self.latent.gains(qmap), hp)
-        groups = self.latent.encode_groups(symbols, hp, gmap, levels)
+        groups, _ = self.latent.encode_groups(y[0].double() * self.latent.gains(qmap), hp, gmap, levels)
         return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
 
     @torch.inference_mode()

@@ -15,8 +15,10 @@ table's range are coded as the escape slot and then, after all table-coded
 symbols, as a zig-zag integer: 5 bits of length, then the bits in 16-bit
 pieces, all with uniform models.
 
-Coding order (the decoder repeats it): tables in increasing index order; within
-a table, symbols in the order given. One queue (FIFO) range coder per call.
+Coding order (the decoder repeats it): a substream is one queue (FIFO) range
+coder holding one or more *batches*; within a batch, tables in increasing
+index order, within a table the symbols in the order given, then the batch's
+escaped values.
 """
 from __future__ import annotations
 
@@ -52,22 +54,23 @@ class TableCoder:
         self._piece_model = Uniform(1 << 16)
 
     def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
-        symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
-        indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
-        order = np.argsort(indexes, kind="stable")
-        sorted_idx = indexes[order]
-        slots = symbols[order] - self.offsets[sorted_idx]
-        escape_slot = self.sizes[sorted_idx] - 1
-        escaped = (slots < 0) | (slots >= escape_slot)
-        slots = np.where(escaped, escape_slot, slots).astype(np.int32)
-        enc = RangeEncoder()
-        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
-        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_idx)]):
-            if stop > start:
-                enc.encode(slots[start:stop], self.models[sorted_idx[start]])
-        for value in symbols[order][escaped]:
-            self._encode_escape(enc, int(value))
-        return enc.get_compressed().tobytes()
+        """One batch in one substream."""
+        enc = self.encoder()
+        enc.encode(symbols, indexes)
+        return enc.finish()
+
+    def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
+        """Symbols in the order of `indexes` (one batch; see :class:`BatchDecoder`)."""
+        dec = self.decoder(data)
+        out = dec.decode(indexes)
+        dec.finish()
+        return out
+
+    def encoder(self) -> "BatchEncoder":
+        return BatchEncoder(self)
+
+    def decoder(self, data: bytes) -> "BatchDecoder":
+        return BatchDecoder(self, data)
 
     def _encode_escape(self, enc: RangeEncoder, value: int) -> None:
         u = 2 * value if value >= 0 else -2 * value - 1  # zig-zag
@@ -78,40 +81,6 @@ class TableCoder:
         for shift in range(0, nbits, 16):
             enc.encode((u >> shift) & 0xFFFF, self._piece_model)
 
-    def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
-        """Symbols in the order of `indexes`.
-
-        Raises EntropyDecodeError where damage is detectable (invalid code
-        words, out-of-range escapes, leftover data). A range coder cannot
-        detect every damage, e.g. a cut-off tail decodes to wrong symbols; the
-        container's per-chunk CRC-32C and lengths catch those before this runs.
-        """
-        indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
-        if len(data) % 4:
-            raise EntropyDecodeError("substream length is not a multiple of 4 bytes")
-        try:
-            dec = RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
-            order = np.argsort(indexes, kind="stable")
-            sorted_idx = indexes[order]
-            slots = np.empty(len(sorted_idx), dtype=np.int64)
-            bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
-            for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_idx)]):
-                if stop > start:
-                    slots[start:stop] = dec.decode(self.models[sorted_idx[start]], stop - start)
-            escaped = slots == self.sizes[sorted_idx] - 1
-            values = slots + self.offsets[sorted_idx]
-            for pos in np.flatnonzero(escaped):
-                values[pos] = self._decode_escape(dec)
-            if not dec.maybe_exhausted():
-                raise EntropyDecodeError("substream has data after its last symbol")
-        except EntropyDecodeError:
-            raise
-        except Exception as exc:  # constriction reports broken streams as Python exceptions
-            raise EntropyDecodeError(f"substream does not decode ({exc})") from None
-        out = np.empty_like(values)
-        out[order] = values
-        return out
-
     def _decode_escape(self, dec: RangeDecoder) -> int:
         nbits = int(dec.decode(self._len_model))
         u = 0
@@ -120,3 +89,82 @@ class TableCoder:
         if u >= 1 << MAX_ESCAPE_BITS:
             raise EntropyDecodeError("escaped symbol out of range")
         return u // 2 if u % 2 == 0 else -(u + 1) // 2
+
+
+class BatchEncoder:
+    """Several batches in one substream, each laid out as :class:`TableCoder` describes.
+
+    A batch's symbols may pick the tables of the next batch (the channel
+    context does), which is why the decoder must finish one before it can
+    index the next.
+    """
+
+    def __init__(self, coder: TableCoder):
+        self.coder, self.enc = coder, RangeEncoder()
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> None:
+        c = self.coder
+        symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
+        indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
+        order = np.argsort(indexes, kind="stable")
+        sorted_idx = indexes[order]
+        slots = symbols[order] - c.offsets[sorted_idx]
+        escape_slot = c.sizes[sorted_idx] - 1
+        escaped = (slots < 0) | (slots >= escape_slot)
+        slots = np.where(escaped, escape_slot, slots).astype(np.int32)
+        bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_idx)]):
+            if stop > start:
+                self.enc.encode(slots[start:stop], c.models[sorted_idx[start]])
+        for value in symbols[order][escaped]:
+            c._encode_escape(self.enc, int(value))
+
+    def finish(self) -> bytes:
+        return self.enc.get_compressed().tobytes()
+
+
+class BatchDecoder:
+    """Decodes the batches of one substream in turn; :meth:`finish` checks nothing is left.
+
+    Raises EntropyDecodeError where damage is detectable (invalid code words,
+    out-of-range escapes, leftover data). A range coder cannot detect every
+    damage, e.g. a cut-off tail decodes to wrong symbols; the container's
+    per-chunk CRC-32C and lengths catch those before this runs.
+    """
+
+    def __init__(self, coder: TableCoder, data: bytes):
+        if len(data) % 4:
+            raise EntropyDecodeError("substream length is not a multiple of 4 bytes")
+        self.coder = coder
+        try:
+            self.dec = RangeDecoder(np.frombuffer(data, dtype=np.uint32).copy())
+        except Exception as exc:
+            raise EntropyDecodeError(f"substream does not decode ({exc})") from None
+
+    def decode(self, indexes: np.ndarray) -> np.ndarray:
+        """The next batch's symbols, in the order of `indexes`."""
+        c = self.coder
+        indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
+        try:
+            order = np.argsort(indexes, kind="stable")
+            sorted_idx = indexes[order]
+            slots = np.empty(len(sorted_idx), dtype=np.int64)
+            bounds = np.flatnonzero(np.diff(sorted_idx)) + 1
+            for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(sorted_idx)]):
+                if stop > start:
+                    slots[start:stop] = self.dec.decode(c.models[sorted_idx[start]], stop - start)
+            escaped = slots == c.sizes[sorted_idx] - 1
+            values = slots + c.offsets[sorted_idx]
+            for pos in np.flatnonzero(escaped):
+                values[pos] = c._decode_escape(self.dec)
+        except EntropyDecodeError:
+            raise
+        except Exception as exc:  # constriction reports broken streams as Python exceptions
+            raise EntropyDecodeError(f"substream does not decode ({exc})") from None
+        out = np.empty_like(values)
+        out[order] = values
+        return out
+
+    def finish(self) -> None:
+        if not self.dec.maybe_exhausted():
+            raise EntropyDecodeError("substream has data after its last symbol")

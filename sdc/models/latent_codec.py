@@ -19,13 +19,26 @@ Data flow::
                                                         ŷ·g = symbols + μ·g  (decoded groups)
                                                         ŷ·g = μ·g            (other positions)
 
-Every position's distribution depends on ẑ and its own group's quality alone
-(no spatial or cross-group context), so each group's substream decodes
-without the others. μ·g and the σ-index are computed in integers
-(:class:`IntegerHyperSynthesis`, gains and z median stored as fixed-point
+With a channel context (weights whose manifest has ``context_slices`` S > 1)
+the channels are coded in S slices, and slice k's μ·g, σ-index are refined
+from ŷ·g of slices < k *at the same position* (:mod:`sdc.models.channel_context`)::
+
+    slice 0: μ·g, σ-idx from h_s ─► symbols₀ ─► ŷ₀·g
+    slice k: IntegerChannelContext(μ·g, σ-idx, ŷ₀..ŷ_{k-1}) ─► μ'·g, σ'-idx ─► symbols_k ─► ŷ_k·g
+
+A decoder lacking a group uses ŷ = μ'·g there and carries on the chain.
+
+Every position's distribution depends on ẑ, its own group's quality and its
+own earlier slices alone (no spatial or cross-group context), so each group's
+substream decodes without the others. μ·g, the context and the σ-index are
+computed in integers (:class:`IntegerHyperSynthesis`,
+:class:`IntegerChannelContext`, gains and z median stored as fixed-point
 integers in the weights), so they are bit-identical on every machine. Within
-a group, symbols are listed channel by channel, and within a channel in raster
-order of the group's positions.
+a group, symbols are listed slice by slice, within a slice channel by
+channel, and within a channel in raster order of the group's positions; each
+slice is one batch of the substream's range coder (see
+:mod:`sdc.models.entropy_coder`), so a decoder can index slice k only after
+decoding slice k-1.
 """
 from __future__ import annotations
 
@@ -35,11 +48,13 @@ import numpy as np
 import torch
 
 from sdc.levels import LEVELS
+from sdc.models.channel_context import IntegerChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError, TableCoder
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis, scale_indexes
 
 Z_SYMBOL_LIMIT = 1 << 15  # |ẑ symbol| bound; beyond it the file cannot be ours
 Y_SYMBOL_LIMIT = 1 << 20  # |y symbol| bound (real latents stay far below)
+CONTEXT_CHUNK = 16384  # positions per pass of the channel context (bounds memory on huge images)
 
 
 @dataclass
@@ -47,19 +62,34 @@ class HyperParams:
     """What the decoder derives from the HYPR substream, the region map and the qualities."""
 
     z_symbols: np.ndarray  # (N, hz, wz) int64
-    means: torch.Tensor  # (M, h, w) float64, μ·g in the gained domain
-    indexes: np.ndarray  # (M, h, w) int64 table index per element
+    means_2x: torch.Tensor  # (M, h, w) integer-valued float64: μ·g in units 2^-(2·ACT_BITS)
+    scales_2x: torch.Tensor  # (M, h, w) the same for σ·g
+    indexes: np.ndarray  # (M, h, w) int64 table index per element, from the hyperprior alone
+
+    @property
+    def means(self) -> torch.Tensor:
+        """μ·g in quantization steps (float64, exact)."""
+        return self.means_2x * 2.0 ** (-2 * ACT_BITS)
 
 
 class GroupedLatentCodec:
-    """Codes z and the groups of y; see the module docstring for the data flow."""
+    """Codes z and the groups of y; see the module docstring for the data flow.
 
-    def __init__(self, tensors: dict[str, torch.Tensor]):
+    Args:
+        tensors: the weights file's tensors.
+        context_slices: channel slices of the 1x1 channel context (0 or 1: none).
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], context_slices: int = 0):
         self.h_s = IntegerHyperSynthesis(tensors)
         self.thresholds = tensors["int_scale_thresholds"]  # units 2^-(2·ACT_BITS)
         self.gain_fixed = tensors["int_gain"].to(torch.float64)  # (Q, M), units 2^-ACT_BITS
+        self.M = self.gain_fixed.shape[1]
         self.z_inv_gain_fixed = tensors["int_z_inv_gain"].to(torch.float64)  # (Q, N)
         self.z_median_fixed = tensors["int_z_median"].to(torch.float64)  # (N,)
+        self.context = IntegerChannelContext(tensors, self.M, context_slices) if context_slices > 1 else None
+        width = self.context.C if self.context else self.M
+        self.slices = [slice(c, c + width) for c in range(0, self.M, width)]
         self.z_coder = TableCoder(
             tensors["entropy_bottleneck._quantized_cdf"].numpy(),
             tensors["entropy_bottleneck._cdf_length"].numpy(),
@@ -77,14 +107,15 @@ class GroupedLatentCodec:
 
     # -- hyperprior ------------------------------------------------------------
     def hyper_params(self, z_symbols: np.ndarray, qz: int, qmap: torch.Tensor) -> HyperParams:
-        """μ·g and σ-indexes from ẑ symbols; qz and qmap are 0-based qualities."""
+        """μ·g, σ·g and σ-indexes from ẑ symbols; qz and qmap are 0-based qualities."""
         zs = torch.from_numpy(z_symbols.astype(np.float64))
         z_gained = zs * 2.0**ACT_BITS + self.z_median_fixed.view(-1, 1, 1)
         z_fixed = torch.floor(z_gained * self.z_inv_gain_fixed[qz].view(-1, 1, 1) * 2.0**-ACT_BITS + 0.5)
         scales, means = self.h_s(z_fixed[None])
         g = self.gain_fixed[qmap].permute(2, 0, 1)
-        indexes = scale_indexes(scales[0] * g, self.thresholds).numpy().astype(np.int64)
-        return HyperParams(z_symbols, means[0] * g * 2.0 ** (-2 * ACT_BITS), indexes)
+        scales_2x = scales[0] * g
+        indexes = scale_indexes(scales_2x, self.thresholds).numpy().astype(np.int64)
+        return HyperParams(z_symbols, means[0] * g, scales_2x, indexes)
 
     def z_indexes(self, shape: tuple[int, int, int]) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0])[:, None, None], shape)
@@ -103,32 +134,81 @@ class GroupedLatentCodec:
             raise EntropyDecodeError("hyperprior symbols out of range")
         return sym
 
-    # -- groups of y --------------------------------------------------------------
-    def y_symbols(self, y_gained: torch.Tensor, hp: HyperParams) -> np.ndarray:
-        """(M, h, w) int64 symbols round(y·g − μ·g)."""
-        sym = torch.round(y_gained.to(torch.float64) - hp.means).to(torch.int64).numpy()
-        return np.clip(sym, -Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT)
+    # -- slices: the channel context -------------------------------------------
+    def _slice_params(self, k: int, hp: HyperParams, y_hat_2x: list[torch.Tensor]) -> tuple[torch.Tensor, np.ndarray]:
+        """(C, P) μ'·g (units 2^-2·ACT_BITS) and σ'-indexes of slice k at every position.
 
-    def encode_groups(self, symbols: np.ndarray, hp: HyperParams, group_map: np.ndarray,
-                      levels: tuple[str, ...] = LEVELS) -> dict[str, bytes]:
-        out = {}
-        for level in levels:
-            mask = group_map == LEVELS.index(level)
-            out[level] = self.y_coder.encode(symbols[:, mask], hp.indexes[:, mask])
-        return out
+        y_hat_2x: ŷ·g of slices 0..k-1, (C, P) each. Positions are processed in
+        chunks (the context is per position, so chunking changes no value).
+        """
+        ch = self.slices[k]
+        M, P = self.M, hp.means_2x[0].numel()
+        means = hp.means_2x.reshape(M, P)
+        if k == 0 or self.context is None:
+            return means[ch], hp.indexes.reshape(M, P)[ch]
+        scales = hp.scales_2x.reshape(M, P)
+        indexes = torch.from_numpy(hp.indexes.reshape(M, P))
+        out_m, out_i = torch.empty_like(means[ch]), torch.empty(means[ch].shape, dtype=torch.int64)
+        for p0 in range(0, P, CONTEXT_CHUNK):
+            part = slice(p0, min(P, p0 + CONTEXT_CHUNK))
+            feats = self.context.features(means[:, part], indexes[:, part])
+            m, s = self.context.refine(k, feats, [v[:, part] for v in y_hat_2x], means[ch, part], scales[ch, part])
+            out_m[:, part] = m
+            out_i[:, part] = scale_indexes(s, self.thresholds).to(torch.int64)
+        return out_m, out_i.numpy()
+
+    # -- groups of y --------------------------------------------------------------
+    def encode_groups(self, y_gained: torch.Tensor, hp: HyperParams, group_map: np.ndarray,
+                      levels: tuple[str, ...] = LEVELS) -> tuple[dict[str, bytes], np.ndarray]:
+        """Substreams of `levels` from y·g (M, h, w); also returns all (M, h, w) symbols.
+
+        Each substream holds one batch per channel slice, in slice order.
+        """
+        M, P = self.M, y_gained[0].numel()
+        y2 = y_gained.to(torch.float64).reshape(M, P)
+        masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in levels}
+        encoders = {lv: self.y_coder.encoder() for lv in levels}
+        symbols = np.empty((M, P), dtype=np.int64)
+        y_hat_2x: list[torch.Tensor] = []
+        for k, ch in enumerate(self.slices):
+            means, indexes = self._slice_params(k, hp, y_hat_2x)
+            sym = torch.round(y2[ch] - means * 2.0 ** (-2 * ACT_BITS)).clamp_(-Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT)
+            symbols[ch] = sym.to(torch.int64).numpy()
+            y_hat_2x.append(sym * 2.0 ** (2 * ACT_BITS) + means)
+            for lv in levels:
+                encoders[lv].encode(symbols[ch][:, masks[lv]], indexes[:, masks[lv]])
+        return {lv: e.finish() for lv, e in encoders.items()}, symbols.reshape(y_gained.shape)
 
     def decode_groups(self, streams: dict[str, bytes], hp: HyperParams, group_map: np.ndarray) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-        """ŷ·g for all positions (μ·g where a group is absent) and the decoded symbols per group."""
-        y_gained = hp.means.clone()
-        decoded = {}
-        for level, data in streams.items():
-            mask = group_map == LEVELS.index(level)
-            idx = hp.indexes[:, mask]
+        """ŷ·g for all positions (the prediction μ'·g where a group is absent) and the decoded symbols per group."""
+        M, P = self.M, hp.means_2x[0].numel()
+        masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in streams}
+        decoders = {}
+        for lv, data in streams.items():
             try:
-                sym = self.y_coder.decode(data, idx).reshape(idx.shape)
+                decoders[lv] = self.y_coder.decoder(data)
             except EntropyDecodeError as exc:
-                raise EntropyDecodeError(f"{level} substream: {exc}") from None
-            decoded[level] = sym
-            mask_t = torch.from_numpy(mask)
-            y_gained[:, mask_t] = torch.from_numpy(sym.astype(np.float64)) + hp.means[:, mask_t]
-        return y_gained, decoded
+                raise EntropyDecodeError(f"{lv} substream: {exc}") from None
+        decoded = {lv: [] for lv in streams}
+        y_hat_2x: list[torch.Tensor] = []
+        for k, ch in enumerate(self.slices):
+            means, indexes = self._slice_params(k, hp, y_hat_2x)
+            y_k = means.clone()
+            for lv, dec in decoders.items():
+                idx = indexes[:, masks[lv]]
+                try:
+                    sym = dec.decode(idx).reshape(idx.shape)
+                except EntropyDecodeError as exc:
+                    raise EntropyDecodeError(f"{lv} substream: {exc}") from None
+                if np.abs(sym).max(initial=0) > Y_SYMBOL_LIMIT:
+                    raise EntropyDecodeError(f"{lv} substream: symbols out of range")
+                decoded[lv].append(sym)
+                y_k[:, torch.from_numpy(masks[lv])] += torch.from_numpy(sym.astype(np.float64)) * 2.0 ** (2 * ACT_BITS)
+            y_hat_2x.append(y_k)
+        for lv, dec in decoders.items():
+            try:
+                dec.finish()
+            except EntropyDecodeError as exc:
+                raise EntropyDecodeError(f"{lv} substream: {exc}") from None
+        y_gained = (torch.cat(y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
+        return y_gained, {lv: np.concatenate(parts, 0) for lv, parts in decoded.items()}

@@ -24,6 +24,10 @@ not on its neighbours' (a hyperprior that saw y·g would smear a high-quality
 group's statistics into the low-quality groups around it). z has a gain gz of
 its own, taken from the highest quality present in the image, so the side
 information also shrinks at low rates.
+
+With ``context_slices`` S > 1, a 1x1 channel-conditional context
+(:mod:`sdc.models.channel_context`) refines μ·g, σ·g of channel slice k from
+ŷ·g of slices < k at the same position, before the rate and ŷ are computed.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdc.models.channel_context import ChannelContext
 from sdc.models.layers import build_h_s, build_transforms  # noqa: F401  (build_h_s re-exported)
 
 # Rate-distortion trade-offs of the qualities 1..8: loss = λ·255²·MSE + bpp.
@@ -83,12 +88,15 @@ class SDCNet(nn.Module):
         num_qualities: number of gain pairs (qualities 1..num_qualities).
     """
 
-    def __init__(self, N: int = 64, M: int = 96, num_qualities: int = len(LAMBDAS)):
+    def __init__(self, N: int = 64, M: int = 96, num_qualities: int = len(LAMBDAS), context_slices: int = 0,
+                 context_hidden: int = 64):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
         from compressai.layers import GDN
+        from compressai.models.google import get_scale_table
 
         self.N, self.M, self.num_qualities = N, M, num_qualities
+        self.context_slices, self.context_hidden = context_slices, context_hidden
         for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv)).items():
             setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
@@ -96,6 +104,9 @@ class SDCNet(nn.Module):
         self.log_gain = nn.Parameter(initial_log_gains(num_qualities, M))
         self.log_inv_gain = nn.Parameter(-initial_log_gains(num_qualities, M))
         self.log_z_gain = nn.Parameter(0.5 * initial_log_gains(num_qualities, N))
+        # Optional 1x1 channel-conditional context (sdc.models.channel_context).
+        self.context = ChannelContext(M, context_slices, context_hidden) if context_slices > 1 else None
+        self.register_buffer("coder_scale_table", get_scale_table(), persistent=False)
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,11 +126,15 @@ class SDCNet(nn.Module):
         scales, means = self.h_s(z_hat / gz).chunk(2, 1)
         scales_g, means_g = scales * g, means * g
         y_g = y * g
+        if self.context is not None:
+            means_g, scales_g, y_hat_g = self.context(y_g, means_g, scales_g, self.coder_scale_table, ste_round)
+        else:
+            y_hat_g = ste_round(y_g - means_g) + means_g
         # Rate from additive noise, reconstruction from true rounding
         # ("mixed quantization", Minnen & Singh 2020): the synthesis learns on
         # the latents it will really get.
         _, y_lik = self.gaussian_conditional(y_g, scales_g, means=means_g)
-        y_hat = (ste_round(y_g - means_g) + means_g) * gi
+        y_hat = y_hat_g * gi
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
 
