@@ -72,6 +72,10 @@ def targets_table(rd, rf, sp) -> str:
                 rows.append([f"BD-rate (PSNR) vs {anchor}, whole file", f"{v:+.1f}%", "as close as training allows", ""])
             else:
                 rows.append([f"BD-rate (PSNR) vs {anchor}, whole file", f"{v:+.1f}%", f"< {goal:+.0f}%", yes(v < goal)])
+        rates = [p["bpp"] for p in rd["curves"].get("sdc", [])]
+        if rates:  # "about 0.1 to 1.5 bpp": within a quarter of either end
+            rows.append(["qualities 1..8 span (mean val bpp)", f"{min(rates):.2f}..{max(rates):.2f} bpp",
+                         "about 0.1..1.5 bpp", yes(min(rates) <= 0.125 and max(rates) >= 1.2)])
     if rf:
         worst = max(rf["summary"], key=lambda s: s["box_delta_db"])
         ring = max(rf["summary"], key=lambda s: s["dilated_delta_db"])

@@ -45,6 +45,16 @@ def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def lineage(init: str | None, steps: int, cpu_hours: float) -> dict:
+    """Steps and CPU hours including the runs before, from the manifest beside the --init weights."""
+    manifest = Path(init).with_name("manifest.json") if init else None
+    if not manifest or not manifest.exists():
+        return {}
+    before = json.loads(manifest.read_text()).get("training", {})
+    return {"lineage_steps": before.get("lineage_steps", before.get("steps", 0)) + steps,
+            "lineage_cpu_hours": round(before.get("lineage_cpu_hours", before.get("cpu_hours", 0)) + cpu_hours, 2)}
+
+
 def val_images(folder: Path) -> list[np.ndarray]:
     out = []
     for path in sorted(folder.iterdir()):
@@ -94,6 +104,7 @@ def main(argv=None) -> None:
             "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
         }
+        training.update(lineage(cfg.get("init"), training["steps"], training["cpu_hours"]))
         log = Path(args.run) / "log.jsonl"
         if log.exists():
             training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]
