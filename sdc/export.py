@@ -23,7 +23,7 @@ from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import LAMBDAS, PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
-from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_context_slices
+from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, manifest_context_slices
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -47,10 +47,9 @@ def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
 
 def lineage(init: str | None, steps: int, cpu_hours: float) -> dict:
     """Steps and CPU hours including the runs before, from the manifest beside the --init weights."""
-    manifest = Path(init).with_name("manifest.json") if init else None
-    if not manifest or not manifest.exists():
+    before = manifest_beside(init).get("training") if init else None
+    if not before:
         return {}
-    before = json.loads(manifest.read_text()).get("training", {})
     return {"lineage_steps": before.get("lineage_steps", before.get("steps", 0)) + steps,
             "lineage_cpu_hours": round(before.get("lineage_cpu_hours", before.get("cpu_hours", 0)) + cpu_hours, 2)}
 

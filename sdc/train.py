@@ -127,13 +127,17 @@ def parse_until(text: str) -> float:
     return end.timestamp()
 
 
-def _manifest_architecture(path: str) -> dict:
-    """The architecture recorded in the manifest that ships beside a weights file ({} if none)."""
+def manifest_beside(path: str) -> dict:
+    """The manifest that ships beside a weights file and describes it ({} if none)."""
     manifest = Path(path).with_name("manifest.json")
     if not manifest.exists():
         return {}
     meta = json.loads(manifest.read_text())
-    return meta.get("architecture", {}) if meta.get("file") == Path(path).name else {}
+    return meta if meta.get("file") == Path(path).name else {}
+
+
+def _manifest_architecture(path: str) -> dict:
+    return manifest_beside(path).get("architecture", {})
 
 
 def manifest_lambdas(path: str) -> list[float] | None:

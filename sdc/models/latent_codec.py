@@ -42,6 +42,7 @@ decoding slice k-1.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,15 @@ from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis, scale_inde
 Z_SYMBOL_LIMIT = 1 << 15  # |ẑ symbol| bound; beyond it the file cannot be ours
 Y_SYMBOL_LIMIT = 1 << 20  # |y symbol| bound (real latents stay far below)
 CONTEXT_CHUNK = 16384  # positions per pass of the channel context (bounds memory on huge images)
+
+
+@contextlib.contextmanager
+def _naming_substream(level: str):
+    """Prefix entropy-decoding errors with the substream they come from."""
+    try:
+        yield
+    except EntropyDecodeError as exc:
+        raise EntropyDecodeError(f"{level} substream: {exc}") from None
 
 
 @dataclass
@@ -185,10 +195,8 @@ class GroupedLatentCodec:
         masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in streams}
         decoders = {}
         for lv, data in streams.items():
-            try:
+            with _naming_substream(lv):
                 decoders[lv] = self.y_coder.decoder(data)
-            except EntropyDecodeError as exc:
-                raise EntropyDecodeError(f"{lv} substream: {exc}") from None
         decoded = {lv: [] for lv in streams}
         y_hat_2x: list[torch.Tensor] = []
         for k, ch in enumerate(self.slices):
@@ -196,19 +204,15 @@ class GroupedLatentCodec:
             y_k = means.clone()
             for lv, dec in decoders.items():
                 idx = indexes[:, masks[lv]]
-                try:
+                with _naming_substream(lv):
                     sym = dec.decode(idx).reshape(idx.shape)
-                except EntropyDecodeError as exc:
-                    raise EntropyDecodeError(f"{lv} substream: {exc}") from None
-                if np.abs(sym).max(initial=0) > Y_SYMBOL_LIMIT:
-                    raise EntropyDecodeError(f"{lv} substream: symbols out of range")
+                    if np.abs(sym).max(initial=0) > Y_SYMBOL_LIMIT:
+                        raise EntropyDecodeError("symbols out of range")
                 decoded[lv].append(sym)
                 y_k[:, torch.from_numpy(masks[lv])] += torch.from_numpy(sym.astype(np.float64)) * 2.0 ** (2 * ACT_BITS)
             y_hat_2x.append(y_k)
         for lv, dec in decoders.items():
-            try:
+            with _naming_substream(lv):
                 dec.finish()
-            except EntropyDecodeError as exc:
-                raise EntropyDecodeError(f"{lv} substream: {exc}") from None
         y_gained = (torch.cat(y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
         return y_gained, {lv: np.concatenate(parts, 0) for lv, parts in decoded.items()}
