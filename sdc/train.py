@@ -148,7 +148,11 @@ def manifest_context_slices(path: str) -> int:
     return int(_manifest_architecture(path).get("context_slices", 0))
 
 
-def init_weights(net: SDCNet, path: str) -> None:
+def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> None:
+    """Start `net` from a weights file: gains remapped to this ladder, y widened to net.M.
+
+    sample: a few training crops in [0, 1], used to calibrate new channels when widening.
+    """
     from safetensors.torch import load_file
 
     state = {k: v for k, v in load_file(path).items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
@@ -157,6 +161,12 @@ def init_weights(net: SDCNet, path: str) -> None:
         for name in ("log_gain", "log_inv_gain", "log_z_gain"):
             state[name] = remap_log_gains(state[name], old_lambdas, LAMBDAS)
         print(f"gains remapped from λ {old_lambdas[0]:g}..{old_lambdas[-1]:g} to {LAMBDAS[0]:g}..{LAMBDAS[-1]:g}", flush=True)
+    file_M = state["g_a.6.weight"].shape[0]
+    if file_M != net.M:
+        from sdc.models.widen import widen_state
+
+        state = widen_state(state, net.N, file_M, net.M, manifest_context_slices(path), net.context_slices, sample)
+        print(f"latent widened from {file_M} to {net.M} channels ({net.context_slices}-slice context)", flush=True)
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
@@ -212,6 +222,10 @@ def main(argv=None) -> None:
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
+        run_widths = {key: ck.get("config", {}).get(key, getattr(args, key)) for key in ("N", "M")}
+        if run_widths != {"N": args.N, "M": args.M}:
+            raise SystemExit(f"{ckpt_path} is an N={run_widths['N']}, M={run_widths['M']} network; resume with "
+                             f"--N {run_widths['N']} --M {run_widths['M']} (or start a new run with --init to widen it)")
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
         if len(ck["opt"]["param_groups"]) == 2:  # the run already trains its context
             add_context_group()
@@ -227,14 +241,15 @@ def main(argv=None) -> None:
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         print(f"resumed {ckpt_path} at step {step}", flush=True)
-    else:
-        add_context_group()
-        if args.init:
-            init_weights(net, args.init)
 
     train_images = load_images(Path(args.train), args.crop)
     val_images = load_images(Path(args.val), PAD_MULTIPLE)
     print(f"{len(train_images)} training images, {len(val_images)} validation images in memory", flush=True)
+    if not ckpt_path.exists():
+        add_context_group()
+        if args.init:
+            sample = random_batch(train_images, 16, args.crop, random.Random(args.seed))
+            init_weights(net, args.init, sample)
     rng = random.Random(args.seed * 1_000_003 + step)
     torch.manual_seed(args.seed * 1_000_003 + step)
 

@@ -1,0 +1,85 @@
+"""Widening y (M -> M' channels) keeps what a trained network does, so it is a warm start."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sdc.models.network import SDCNet
+from sdc.models.widen import widen_state
+from conftest import REPO, load_rgb
+
+VAL = ["wiki_001.png", "wiki_016.png"]
+
+
+@pytest.fixture(scope="module")
+def crops(shared):
+    rgb = [load_rgb(shared / "data" / "val" / name, (128, 128)) for name in VAL]
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255
+
+
+@pytest.fixture(scope="module")
+def shipped_state():
+    from safetensors.torch import load_file
+
+    from sdc.train import ENTROPY_TABLE_KEYS
+
+    state = load_file(str(REPO / "weights" / "sdc.safetensors"))
+    return {k: v for k, v in state.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+
+
+def _net(state, M, slices):
+    net = SDCNet(64, M, context_slices=slices)
+    net.load_state_dict(state, strict=False)
+    return net.eval()
+
+
+@torch.no_grad()
+def test_widened_network_reconstructs_the_same_and_old_channels_cost_the_same(shipped_state, crops):
+    manifest = json.loads((REPO / "weights" / "manifest.json").read_text())["architecture"]
+    M, slices = manifest["M"], manifest["context_slices"]
+    C = M // slices
+    wide_M = M + 2 * C
+    narrow = _net(shipped_state, M, slices)
+    wide = _net(widen_state(shipped_state, 64, M, wide_M, slices, slices + 2, crops), wide_M, slices + 2)
+    for q in (0, 4, 7):
+        qmap = torch.full((len(crops), 8, 8), q)
+        qmap[0, 2:5, 3:7] = 7 - q  # per-position quality, as in per-group coding
+        a, b = narrow(crops, qmap), wide(crops, qmap)
+        assert torch.allclose(a["x_hat"], b["x_hat"], atol=1e-5)
+        assert torch.allclose(a["likelihoods"]["y"], b["likelihoods"]["y"][:, :M], rtol=1e-4, atol=1e-6)
+        assert torch.equal(a["likelihoods"]["z"], b["likelihoods"]["z"])
+    # The new channels are live: non-zero at the top quality (so g_s can learn them), cheap at the bottom.
+    y_new = wide.g_a(crops)[:, M:] * wide.log_gain[7, M:].exp()[:, None, None]
+    assert (y_new.round() != 0).float().mean() > 0.05
+    bits = lambda out: -torch.log2(out["likelihoods"]["y"]).sum((0, 2, 3))  # noqa: E731
+    low = bits(wide(crops, torch.zeros(len(crops), 8, 8, dtype=torch.long)))
+    assert low[M:].sum() < 0.05 * low[:M].sum()
+
+
+def test_widening_refuses_what_it_cannot_preserve(shipped_state):
+    with pytest.raises(ValueError, match="only widen"):
+        widen_state(shipped_state, 64, 96, 96, 4, 4)
+    with pytest.raises(ValueError, match="slices"):
+        widen_state(shipped_state, 64, 96, 128, 4, 4)  # 32-channel slices would regroup the old channels
+
+
+def test_training_widens_from_narrower_weights_and_refuses_to_resume_at_another_width(tmp_path, shared, one_thread):
+    from PIL import Image
+
+    from sdc.train import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, name in enumerate(VAL):
+        Image.fromarray(load_rgb(shared / "data" / "val" / name, (128, 128))).save(data / f"{i}.png")
+    run = tmp_path / "run"
+    common = ["--run", str(run), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
+              "--threads", "1", "--log-every", "1", "--val-every", "1000", "--M", "144", "--context-slices", "6"]
+    main(common + ["--init", str(REPO / "weights" / "sdc.safetensors"), "--steps", "1"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["model"]["g_a.6.weight"].shape[0] == 144 and ck["config"]["M"] == 144
+    with pytest.raises(SystemExit, match="M=144"):
+        main(common[:-4] + ["--context-slices", "6", "--steps", "2"])  # default width 96
