@@ -161,15 +161,38 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         for name in ("log_gain", "log_inv_gain", "log_z_gain"):
             state[name] = remap_log_gains(state[name], old_lambdas, LAMBDAS)
         print(f"gains remapped from λ {old_lambdas[0]:g}..{old_lambdas[-1]:g} to {LAMBDAS[0]:g}..{LAMBDAS[-1]:g}", flush=True)
-    file_M = state["g_a.6.weight"].shape[0]
+    file_N, file_M = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0]
+    if file_N != net.N or file_M > net.M:
+        raise SystemExit(f"{path} is an N={file_N}, M={file_M} network; it can start N={file_N} networks "
+                         f"with M >= {file_M}, not N={net.N}, M={net.M}")
     if file_M != net.M:
         from sdc.models.widen import widen_state
 
-        state = widen_state(state, net.N, file_M, net.M, manifest_context_slices(path), net.context_slices, sample)
+        try:
+            state = widen_state(state, net.N, file_M, net.M, manifest_context_slices(path), net.context_slices, sample)
+        except ValueError as exc:
+            raise SystemExit(f"cannot widen {path}: {exc}") from None
         print(f"latent widened from {file_M} to {net.M} channels ({net.context_slices}-slice context)", flush=True)
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
+
+
+DEFAULT_ARCH = {"N": 64, "M": 96, "context_slices": 4}
+
+
+def resolve_architecture(args, ckpt_path: Path) -> None:
+    """Fill --N/--M/--context-slices left unset: from the run's checkpoint, else from
+    the manifest beside --init, else DEFAULT_ARCH (so resuming needs no flags)."""
+    if ckpt_path.exists():
+        known = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("config", {})
+    elif args.init:
+        known = _manifest_architecture(args.init)
+    else:
+        known = {}
+    for key in DEFAULT_ARCH:
+        if getattr(args, key) is None:
+            setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
 
 
 def main(argv=None) -> None:
@@ -177,10 +200,12 @@ def main(argv=None) -> None:
     p.add_argument("--run", required=True, help="run directory (checkpoint + log)")
     p.add_argument("--train", default="../shared/data/train")
     p.add_argument("--val", default="../shared/data/val")
-    p.add_argument("--N", type=int, default=64)
-    p.add_argument("--M", type=int, default=96)
-    p.add_argument("--context-slices", type=int, default=4,
-                   help="channel slices of the 1x1 channel-conditional context (0: none)")
+    p.add_argument("--N", type=int, help=f"channels of the transforms (default: the run's, else --init's, else {DEFAULT_ARCH['N']})")
+    p.add_argument("--M", type=int, help=f"channels of y (default: as --N; else {DEFAULT_ARCH['M']}); "
+                   "more than --init's widens it")
+    p.add_argument("--context-slices", type=int,
+                   help="channel slices of the 1x1 channel-conditional context, 0: none "
+                   f"(default: as --N; else {DEFAULT_ARCH['context_slices']})")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the context (it starts from zero in a trained model)")
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
@@ -203,6 +228,7 @@ def main(argv=None) -> None:
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run / "ckpt.pt", run / "log.jsonl"
+    resolve_architecture(args, ckpt_path)
 
     net = SDCNet(args.N, args.M, context_slices=args.context_slices)
     params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]

@@ -78,8 +78,15 @@ def test_training_widens_from_narrower_weights_and_refuses_to_resume_at_another_
     run = tmp_path / "run"
     common = ["--run", str(run), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
               "--threads", "1", "--log-every", "1", "--val-every", "1000", "--M", "144", "--context-slices", "6"]
-    main(common + ["--init", str(REPO / "weights" / "sdc.safetensors"), "--steps", "1"])
+    shipped = str(REPO / "weights" / "sdc.safetensors")
+    with pytest.raises(SystemExit, match="M >= "):  # narrowing is refused with a message, not a traceback
+        main(common[:-4] + ["--M", "48", "--init", shipped, "--run", str(tmp_path / "narrow"), "--steps", "1"])
+    with pytest.raises(SystemExit, match="cannot widen"):  # new channels must form whole context slices
+        main(common[:-4] + ["--M", "160", "--init", shipped, "--run", str(tmp_path / "odd"), "--steps", "1"])
+    main(common + ["--init", shipped, "--steps", "1"])
     ck = torch.load(run / "ckpt.pt", weights_only=True)
     assert ck["model"]["g_a.6.weight"].shape[0] == 144 and ck["config"]["M"] == 144
+    main(common[:-4] + ["--steps", "2"])  # the run's width and slices are the defaults when resuming
+    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 2
     with pytest.raises(SystemExit, match="M=144"):
-        main(common[:-4] + ["--context-slices", "6", "--steps", "2"])  # default width 96
+        main(common[:-4] + ["--M", "96", "--steps", "3"])
