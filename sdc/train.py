@@ -229,6 +229,8 @@ def main(argv=None) -> None:
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run / "ckpt.pt", run / "log.jsonl"
     resolve_architecture(args, ckpt_path)
+    if args.context_slices > 1 and args.M % args.context_slices:
+        raise SystemExit(f"--M {args.M} channels do not split into --context-slices {args.context_slices}")
 
     net = SDCNet(args.N, args.M, context_slices=args.context_slices)
     params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]
