@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines as B  # noqa: E402
 import rd  # noqa: E402
-from common import RESULTS, git_commit, load_rgb, machine_info, pixel_hash, read_json, set_threads, table, val_paths, write_json  # noqa: E402
+from common import RESULTS, git_commit, machine_info, read_json, set_threads, table, write_json  # noqa: E402
 
 
 def sweep(weights: Path, images: dict, qualities: list[int]) -> tuple[dict, dict]:
@@ -54,10 +54,7 @@ def main(argv=None) -> int:
             ap.error(f"expected NAME=weights_dir with sdc.safetensors, got {item!r}")
         cands.append((name, Path(folder)))
 
-    images = {}
-    for p in val_paths(args.limit):
-        rgb = load_rgb(p)
-        images[p.name] = {"rgb": rgb, "hash": pixel_hash(rgb), "width": rgb.shape[1], "height": rgb.shape[0]}
+    images = rd.load_val_images(args.limit)
     cache = read_json(rd.CACHE) if rd.CACHE.exists() else {"codecs": {}}
     anchors = {}
     for c in args.anchors.split(","):

@@ -84,6 +84,15 @@ def run_baselines(images: dict, codecs: list[str], recompute: bool) -> dict:
 
 
 # ----------------------------------------------------------------------------- sdc
+def load_val_images(limit: int | None = None) -> dict:
+    """name -> {rgb, hash, width, height} of the val images (the sweep's input)."""
+    images = {}
+    for p in val_paths(limit):
+        rgb = load_rgb(p)
+        images[p.name] = {"rgb": rgb, "hash": pixel_hash(rgb), "width": rgb.shape[1], "height": rgb.shape[0]}
+    return images
+
+
 def run_sdc(images: dict, qualities: list[int]) -> dict:
     from sdc.analysis import Analysis
     from sdc.bitstream import read_sdc, write_sdc
@@ -289,10 +298,7 @@ def main(argv=None) -> int:
         qualities = [int(v) for v in args.qualities.split(",")]
     codecs = [c for c in args.codecs.split(",") if c]
 
-    images = {}
-    for p in val_paths(args.limit):
-        rgb = load_rgb(p)
-        images[p.name] = {"rgb": rgb, "hash": pixel_hash(rgb), "width": rgb.shape[1], "height": rgb.shape[0]}
+    images = load_val_images(args.limit)
     print(f"{len(images)} images from val; baselines:")
     cache = run_baselines(images, codecs, args.recompute_baselines)
     if args.baselines_only:

@@ -181,11 +181,11 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
 DEFAULT_ARCH = {"N": 64, "M": 96, "context_slices": 4}
 
 
-def resolve_architecture(args, ckpt_path: Path) -> None:
+def resolve_architecture(args, ckpt: dict | None) -> None:
     """Fill --N/--M/--context-slices left unset: from the run's checkpoint, else from
     the manifest beside --init, else DEFAULT_ARCH (so resuming needs no flags)."""
-    if ckpt_path.exists():
-        known = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("config", {})
+    if ckpt is not None:
+        known = ckpt.get("config", {})
     elif args.init:
         known = _manifest_architecture(args.init)
     else:
@@ -228,7 +228,8 @@ def main(argv=None) -> None:
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     ckpt_path, log_path = run / "ckpt.pt", run / "log.jsonl"
-    resolve_architecture(args, ckpt_path)
+    ck = torch.load(ckpt_path, weights_only=True) if ckpt_path.exists() else None
+    resolve_architecture(args, ck)
     if args.context_slices > 1 and args.M % args.context_slices:
         raise SystemExit(f"--M {args.M} channels do not split into --context-slices {args.context_slices}")
 
@@ -245,8 +246,7 @@ def main(argv=None) -> None:
             opt.add_param_group({"params": ctx_params, "lr_scale": args.context_lr_scale})
 
     step, cpu_used = 0, 0.0
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=True)
+    if ck is not None:
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
@@ -273,7 +273,7 @@ def main(argv=None) -> None:
     train_images = load_images(Path(args.train), args.crop)
     val_images = load_images(Path(args.val), PAD_MULTIPLE)
     print(f"{len(train_images)} training images, {len(val_images)} validation images in memory", flush=True)
-    if not ckpt_path.exists():
+    if ck is None:
         add_context_group()
         if args.init:
             sample = random_batch(train_images, 16, args.crop, random.Random(args.seed))
