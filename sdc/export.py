@@ -23,7 +23,8 @@ from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import LAMBDAS, PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
-from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, manifest_context_slices
+from sdc.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, manifest_context_slices,
+                       manifest_g_s_res)
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -96,7 +97,8 @@ def main(argv=None) -> None:
     if args.run:
         ck = torch.load(Path(args.run) / "ckpt.pt", weights_only=True)
         cfg = ck.get("config", {})
-        net = SDCNet(cfg.get("N", 64), cfg.get("M", 96), context_slices=cfg.get("context_slices", 0))
+        net = SDCNet(cfg.get("N", 64), cfg.get("M", 96), context_slices=cfg.get("context_slices", 0),
+                     g_s_res=tuple(cfg.get("g_s_res", ())))
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
         lambdas = cfg.get("lambdas", LAMBDAS)
         training = {
@@ -108,7 +110,9 @@ def main(argv=None) -> None:
         if log.exists():
             training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]
     else:
-        net = SDCNet(context_slices=manifest_context_slices(args.init))
+        arch = manifest_beside(args.init).get("architecture", {})
+        net = SDCNet(arch.get("N", 64), arch.get("M", 96), context_slices=manifest_context_slices(args.init),
+                     g_s_res=manifest_g_s_res(args.init))
         init_weights(net, args.init)
         lambdas = LAMBDAS
         training = {"steps": 0, "initialised_from": args.init}
@@ -120,6 +124,7 @@ def main(argv=None) -> None:
                          "lambdas": [round(l, 8) for l in lambdas], "latent_stride": 16, "pad_multiple": PAD_MULTIPLE,
                          "context_slices": net.context_slices if net.context is not None else 0,
                          "context_hidden": net.context_hidden if net.context is not None else 0,
+                         "g_s_res": list(net.g_s_res),
                          "entropy_coder": "constriction queue range coder, compressai 16-bit tables",
                          "hyper_synthesis": "integer fixed point (ACT_BITS=12)"},
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",

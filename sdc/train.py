@@ -148,6 +148,21 @@ def manifest_context_slices(path: str) -> int:
     return int(_manifest_architecture(path).get("context_slices", 0))
 
 
+def manifest_g_s_res(path: str) -> tuple[int, ...]:
+    return tuple(_manifest_architecture(path).get("g_s_res", ()))
+
+
+def parse_positions(text: str) -> tuple[int, ...]:
+    """'1,3' -> (1, 3); '' or 'none' -> ()."""
+    text = text.strip().lower()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(sorted({int(v) for v in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positions such as 1,3, not {text!r}") from None
+
+
 def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> None:
     """Start `net` from a weights file: gains remapped to this ladder, y widened to net.M.
 
@@ -173,6 +188,9 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         except ValueError as exc:
             raise SystemExit(f"cannot widen {path}: {exc}") from None
         print(f"latent widened from {file_M} to {net.M} channels ({net.context_slices}-slice context)", flush=True)
+    dropped = sorted({k.split(".")[1] for k in state if k.startswith("g_s.r")} - {f"r{i}" for i in net.g_s_res})
+    if dropped:
+        raise SystemExit(f"{path} has g_s residual blocks {dropped}; keep them with --g-s-res")
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
@@ -193,6 +211,8 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
     for key in DEFAULT_ARCH:
         if getattr(args, key) is None:
             setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
+    if args.g_s_res is None:
+        args.g_s_res = tuple(known.get("g_s_res", ()))
 
 
 def main(argv=None) -> None:
@@ -206,6 +226,10 @@ def main(argv=None) -> None:
     p.add_argument("--context-slices", type=int,
                    help="channel slices of the 1x1 channel-conditional context, 0: none "
                    f"(default: as --N; else {DEFAULT_ARCH['context_slices']})")
+    p.add_argument("--g-s-res", type=parse_positions,
+                   help="positions in g_s after which a residual block sits, e.g. 1,3 (1: after the first inverse "
+                   "GDN, at 1/8 resolution; 3: 1/4; 5: 1/2); blocks missing from --init start as the identity "
+                   "(default: the run's, else --init's, else none)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the context (it starts from zero in a trained model)")
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
@@ -233,7 +257,10 @@ def main(argv=None) -> None:
     if args.context_slices > 1 and args.M % args.context_slices:
         raise SystemExit(f"--M {args.M} channels do not split into --context-slices {args.context_slices}")
 
-    net = SDCNet(args.N, args.M, context_slices=args.context_slices)
+    try:
+        net = SDCNet(args.N, args.M, context_slices=args.context_slices, g_s_res=args.g_s_res)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]
     base_params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles") and not n.startswith("context.")]
     ctx_params = [p_ for n, p_ in net.named_parameters() if n.startswith("context.")]
@@ -250,6 +277,10 @@ def main(argv=None) -> None:
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
+        run_res = tuple(ck.get("config", {}).get("g_s_res", ()))
+        if run_res != args.g_s_res:
+            raise SystemExit(f"{ckpt_path} has g_s residual blocks after {list(run_res) or 'none'}; resume without "
+                             "--g-s-res (or start a new run with --init to add blocks)")
         run_widths = {key: ck.get("config", {}).get(key, getattr(args, key)) for key in ("N", "M")}
         if run_widths != {"N": args.N, "M": args.M}:
             raise SystemExit(f"{ckpt_path} is an N={run_widths['N']}, M={run_widths['M']} network; resume with "
@@ -286,7 +317,8 @@ def main(argv=None) -> None:
             "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
             "config": {"N": args.N, "M": args.M, "init": args.init, "crop": args.crop, "batch": args.batch,
-                       "lambdas": list(LAMBDAS), "context_slices": args.context_slices},
+                       "lambdas": list(LAMBDAS), "context_slices": args.context_slices,
+                       "g_s_res": list(args.g_s_res)},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

@@ -28,10 +28,11 @@ from sdc.models.weights import load_weights
 # memory stays bounded whatever the image size (a 4000x3000 decode needed
 # 3.6 GB untiled; 8192x8192, the default --max-pixels, would need ~16 GB).
 # Each tile is run with TILE_MARGIN latent cells of context on every side and
-# only its centre is kept. g_a and g_s see less than 2 cells around a
+# only its centre is kept. g_a and g_s see less than 4 cells around a
 # position (4 stride-2 5x5 layers: 30 pixels for g_a; 1 + 1/2 + 1/4 + 1/8
-# cells for g_s; GDN is per pixel), so a tiled result equals the untiled one
-# up to float summation order (tests/test_reliability.py: within 1 code value).
+# cells for g_s, plus 1, 1/2 or 1/4 cell for a residual block after its
+# first, second or third inverse GDN; GDN is per pixel), so a tiled result
+# equals the untiled one up to float summation order (tests/test_reliability.py: within 1 code value).
 # Images up to TILE * 16 = 1024 pixels on both sides are a single tile. Decoders
 # need not tile the same way: this changes no bit of the format.
 TILE = 64
@@ -61,10 +62,14 @@ class CodedImage:
 class InferenceNet(torch.nn.Module):
     """g_a, g_s, h_a and the gains, loaded from the weights file (no compressai)."""
 
-    def __init__(self, tensors: dict[str, torch.Tensor], N: int, M: int, num_qualities: int):
+    def __init__(self, tensors: dict[str, torch.Tensor], N: int, M: int, num_qualities: int,
+                 g_s_res: tuple[int, ...] = ()):
         super().__init__()
         self.N, self.M, self.num_qualities = N, M, num_qualities
-        transforms = build_transforms(N, M, FoldedGDN)
+        transforms = build_transforms(N, M, FoldedGDN, g_s_res)
+        stray = sorted({k.split(".")[1] for k in tensors if k.startswith("g_s.r")} - {f"r{i}" for i in g_s_res})
+        if stray:
+            raise KeyError(f"g_s blocks {stray} are not in the manifest's g_s_res")
         for name in ("g_a", "g_s", "h_a"):
             module = transforms[name]
             for key, sub in module.named_children():
@@ -96,8 +101,9 @@ class SDCCodec:
         self.manifest = manifest or {}
         arch = self.manifest.get("architecture", {})
         try:
-            self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8))
-        except (KeyError, RuntimeError) as exc:
+            self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8),
+                                    tuple(arch.get("g_s_res", ())))
+        except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         try:
             self.latent = GroupedLatentCodec(tensors, int(arch.get("context_slices", 0)))

@@ -7,6 +7,8 @@ dict keys and folds the reparametrisation into plain tensors once.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -50,14 +52,56 @@ class FoldedGDN(nn.Module):
         return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
-def build_transforms(N: int, M: int, gdn) -> dict[str, nn.Sequential]:
+class ResidualBlock(nn.Module):
+    """x + conv3x3(LeakyReLU(conv3x3(x))), starting as the identity.
+
+    The second convolution starts at zero, so a block added to trained
+    weights changes nothing until training moves it (Net2Net-style growth).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv_a = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv_b = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv_b.weight)
+        nn.init.zeros_(self.conv_b.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_b(F.leaky_relu(self.conv_a(x)))
+
+
+# Positions in g_s after which a residual block may sit: after each inverse GDN
+# (1: 1/8 of the image's resolution, 3: 1/4, 5: 1/2).
+G_S_RES_POSITIONS = (1, 3, 5)
+
+
+def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
+    """compressai's g_s, with residual blocks after the inverse GDNs in `res_after`.
+
+    The blocks are named ``r<position>``, so the compressai layers keep their
+    keys (``g_s.0.weight`` ...) and weights without blocks still load.
+    """
+    bad = sorted(set(res_after) - set(G_S_RES_POSITIONS))
+    if bad:
+        raise ValueError(f"g_s residual blocks go after positions {G_S_RES_POSITIONS}, not {bad}")
+    layers = [deconv(M, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, 3)]
+    named: list[tuple[str, nn.Module]] = []
+    for i, layer in enumerate(layers):
+        named.append((str(i), layer))
+        if i in res_after:
+            named.append((f"r{i}", ResidualBlock(N)))
+    return nn.Sequential(OrderedDict(named))
+
+
+def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = ()) -> dict[str, nn.Sequential]:
     """g_a, g_s, h_a, h_s as in compressai's MeanScaleHyperprior(N, M) (same keys).
 
-    `gdn(channels, inverse)` builds the normalisation layers.
+    `gdn(channels, inverse)` builds the normalisation layers; `g_s_res` adds
+    residual blocks to g_s (see :func:`synthesis`).
     """
     return {
         "g_a": nn.Sequential(conv(3, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, M)),
-        "g_s": nn.Sequential(deconv(M, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, 3)),
+        "g_s": synthesis(N, M, gdn, tuple(g_s_res)),
         "h_a": nn.Sequential(conv(M, N, k=3, s=1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N)),
         "h_s": build_h_s(N, M),
     }

@@ -86,10 +86,13 @@ class SDCNet(nn.Module):
         N: channels of the transforms and of z.
         M: channels of y.
         num_qualities: number of gain pairs (qualities 1..num_qualities).
+        context_slices, context_hidden: the channel-conditional context (0: none).
+        g_s_res: positions in g_s followed by a residual block (see
+            :func:`sdc.models.layers.synthesis`).
     """
 
     def __init__(self, N: int = 64, M: int = 96, num_qualities: int = len(LAMBDAS), context_slices: int = 0,
-                 context_hidden: int = 64):
+                 context_hidden: int = 64, g_s_res: tuple[int, ...] = ()):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
         from compressai.layers import GDN
@@ -97,7 +100,8 @@ class SDCNet(nn.Module):
 
         self.N, self.M, self.num_qualities = N, M, num_qualities
         self.context_slices, self.context_hidden = context_slices, context_hidden
-        for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv)).items():
+        self.g_s_res = tuple(g_s_res)
+        for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv), self.g_s_res).items():
             setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)

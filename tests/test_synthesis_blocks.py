@@ -1,0 +1,113 @@
+"""Residual blocks in g_s: added to trained weights they change nothing at first, they train,
+and the weights they produce export, load and decode through the inference codec."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sdc.errors import BadInputError
+from sdc.levels import LEVELS
+from sdc.models.codec import SDCCodec
+from sdc.models.network import SDCNet, latent_shape
+from conftest import REPO, load_rgb
+
+VAL = ["wiki_001.png", "wiki_016.png"]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from sdc.models.weights import load_weights
+
+    return load_weights(REPO / "weights")
+
+
+@pytest.fixture(scope="module")
+def crops(shared):
+    rgb = [load_rgb(shared / "data" / "val" / name, (128, 128)) for name in VAL]
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255
+
+
+def _float_net(tensors, arch, g_s_res):
+    from sdc.train import ENTROPY_TABLE_KEYS
+
+    net = SDCNet(arch["N"], arch["M"], context_slices=arch["context_slices"], g_s_res=g_s_res)
+    state = {k: v for k, v in tensors.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    net.load_state_dict(state, strict=False)
+    return net.eval()
+
+
+def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradients(shipped, crops):
+    tensors, manifest = shipped
+    arch = manifest["architecture"]
+    plain, grown = _float_net(tensors, arch, ()), _float_net(tensors, arch, (1, 3))
+    qmap = torch.full((len(crops), 8, 8), 6)
+    with torch.no_grad():
+        assert torch.equal(plain(crops, qmap)["x_hat"], grown(crops, qmap)["x_hat"])
+    out = grown(crops, qmap)
+    out["x_hat"].sub(crops).pow(2).mean().backward()
+    for name in ("r1", "r3"):  # the zero convolution is where learning starts
+        assert grown.g_s.get_submodule(name).conv_b.weight.grad.abs().max() > 0
+
+
+def test_inference_codec_runs_the_blocks_like_the_training_network(shipped, crops):
+    tensors, manifest = shipped
+    arch = dict(manifest["architecture"], g_s_res=[1, 3])
+    torch.manual_seed(0)
+    grown = _float_net(tensors, arch, (1, 3))
+    for name in ("r1", "r3"):
+        torch.nn.init.normal_(grown.g_s.get_submodule(name).conv_b.weight, std=0.02)
+    with_blocks = dict(tensors, **{k: v for k, v in grown.state_dict().items() if k.startswith("g_s.r")})
+    codec = SDCCodec(tensors=with_blocks, manifest=dict(manifest, architecture=arch))
+    y = grown.g_a(crops)
+    with torch.no_grad():
+        expected, got = grown.g_s(y), codec.net.g_s(y.contiguous(memory_format=torch.channels_last))
+        plain = _float_net(tensors, arch, ()).g_s(y)
+    assert (expected - plain).abs().max() > 1e-2  # the blocks matter...
+    assert torch.allclose(got, expected, atol=1e-4)  # ...and run the same in the codec
+    # Blocks and manifest must agree, both ways.
+    with pytest.raises(BadInputError, match="do not fit"):
+        SDCCodec(tensors=with_blocks, manifest=manifest)
+    with pytest.raises(BadInputError, match="do not fit"):
+        SDCCodec(tensors=tensors, manifest=dict(manifest, architecture=arch))
+
+
+def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shared, one_thread):
+    from PIL import Image
+
+    from sdc.export import main as export
+    from sdc.train import main as train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, name in enumerate(VAL):
+        Image.fromarray(load_rgb(shared / "data" / "val" / name, (128, 128))).save(data / f"{i}.png")
+    run = tmp_path / "run"
+    base = ["--run", str(run), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
+            "--threads", "1", "--log-every", "1", "--val-every", "1000"]
+    shipped_file = str(REPO / "weights" / "sdc.safetensors")
+    with pytest.raises(SystemExit, match=r"not \[2\]"):
+        train(base + ["--init", shipped_file, "--g-s-res", "2", "--run", str(tmp_path / "bad"), "--steps", "1"])
+    train(base + ["--init", shipped_file, "--g-s-res", "1,3", "--steps", "1"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["config"]["g_s_res"] == [1, 3] and "g_s.r3.conv_b.weight" in ck["model"]
+    train(base + ["--steps", "2"])  # resuming keeps the run's blocks without flags
+    with pytest.raises(SystemExit, match="residual blocks after"):
+        train(base + ["--g-s-res", "none", "--steps", "3"])
+
+    out = tmp_path / "weights"
+    export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["architecture"]["g_s_res"] == [1, 3] and manifest["training"]["steps"] == 2
+    codec = SDCCodec(out)
+    rgb = load_rgb(shared / "data" / "val" / VAL[0], (128, 96))
+    gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
+    coded = codec.encode(rgb, gmap, {lv: 6 for lv in LEVELS})
+    rec = codec.decode(coded)
+    assert rec.shape == rgb.shape and 10 * np.log10(255**2 / np.mean((rec - rgb.astype(float)) ** 2)) > 20
+    # Starting a network without blocks from these weights would drop trained layers: refused.
+    with pytest.raises(SystemExit, match="keep them"):
+        train(base + ["--init", str(out / "sdc.safetensors"), "--g-s-res", "none", "--run", str(tmp_path / "drop"),
+                      "--steps", "1"])
