@@ -52,6 +52,18 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
         assert grown.g_s.get_submodule(name).conv_b.weight.grad.abs().max() > 0
 
 
+def test_widening_keeps_the_blocks(shipped, crops):
+    from sdc.models.widen import widen_state
+
+    tensors, manifest = shipped
+    arch = manifest["architecture"]
+    M, slices = arch["M"], arch["context_slices"]
+    state = {k: v for k, v in _float_net(tensors, arch, (3,)).state_dict().items() if not k.endswith("_cdf")}
+    state["g_s.r3.conv_b.weight"] = torch.randn_like(state["g_s.r3.conv_b.weight"])
+    wide = widen_state(state, arch["N"], M, M + 2 * (M // slices), slices, slices + 2, crops)
+    assert torch.equal(wide["g_s.r3.conv_b.weight"], state["g_s.r3.conv_b.weight"])
+
+
 def test_inference_codec_runs_the_blocks_like_the_training_network(shipped, crops):
     tensors, manifest = shipped
     arch = dict(manifest["architecture"], g_s_res=[1, 3])
