@@ -1,7 +1,8 @@
 """Compare candidate codec weights by real bitstreams on ../shared/data/val.
 
     nice -n 10 python benchmarks/candidates.py A=runs/v4a_w B=runs/v4b_w \\
-        --question "widen y from 96 to 144 channels?" --protocol "..." --out results/widen_candidates.json
+        --question "widen y from 96 to 144 channels?" --protocol "..." \\
+        --out benchmarks/results/widen_candidates.json
 
 Each candidate is a weights directory (sdc.safetensors + manifest.json, as
 ``python -m sdc.export`` writes). For each one this runs the rate-distortion
@@ -23,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines as B  # noqa: E402
 import rd  # noqa: E402
-from common import RESULTS, git_commit, machine_info, read_json, set_threads, table, write_json  # noqa: E402
+from common import git_commit, machine_info, read_json, set_threads, table, write_json  # noqa: E402
 
 
 def sweep(weights: Path, images: dict, qualities: list[int]) -> tuple[dict, dict]:
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
                     + [f"{results[name]['encode_s_median']:.3f}", f"{results[name]['decode_s_median']:.3f}"])
     print(table(rows, ["candidate", "bpp range", "PSNR range"] + [f"BD vs {a}" for a in [ref] + list(anchors)]
                 + ["enc s", "dec s"]))
-    write_json(args.out if args.out.is_absolute() else RESULTS.parent / args.out, {
+    write_json(args.out, {
         "question": args.question, "protocol": args.protocol,
         "command": "python benchmarks/candidates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "git_commit": started["git"], "machine": started["machine"],
