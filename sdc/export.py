@@ -23,8 +23,7 @@ from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import LAMBDAS, PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
-from sdc.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, manifest_context_slices,
-                       manifest_g_s_res)
+from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -97,8 +96,7 @@ def main(argv=None) -> None:
     if args.run:
         ck = torch.load(Path(args.run) / "ckpt.pt", weights_only=True)
         cfg = ck.get("config", {})
-        net = SDCNet(cfg.get("N", 64), cfg.get("M", 96), context_slices=cfg.get("context_slices", 0),
-                     g_s_res=tuple(cfg.get("g_s_res", ())))
+        net = SDCNet.from_config(cfg)
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
         lambdas = cfg.get("lambdas", LAMBDAS)
         training = {
@@ -110,9 +108,7 @@ def main(argv=None) -> None:
         if log.exists():
             training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]
     else:
-        arch = manifest_beside(args.init).get("architecture", {})
-        net = SDCNet(arch.get("N", 64), arch.get("M", 96), context_slices=manifest_context_slices(args.init),
-                     g_s_res=manifest_g_s_res(args.init))
+        net = SDCNet.from_config(manifest_beside(args.init).get("architecture", {}))
         init_weights(net, args.init)
         lambdas = LAMBDAS
         training = {"steps": 0, "initialised_from": args.init}

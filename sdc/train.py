@@ -18,15 +18,14 @@ import math
 import os
 import random
 import signal
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from sdc.models.layers import g_s_res_in
 from sdc.models.network import LAMBDAS, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, remap_log_gains
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
@@ -148,10 +147,6 @@ def manifest_context_slices(path: str) -> int:
     return int(_manifest_architecture(path).get("context_slices", 0))
 
 
-def manifest_g_s_res(path: str) -> tuple[int, ...]:
-    return tuple(_manifest_architecture(path).get("g_s_res", ()))
-
-
 def parse_positions(text: str) -> tuple[int, ...]:
     """'1,3' -> (1, 3); '' or 'none' -> ()."""
     text = text.strip().lower()
@@ -188,9 +183,9 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         except ValueError as exc:
             raise SystemExit(f"cannot widen {path}: {exc}") from None
         print(f"latent widened from {file_M} to {net.M} channels ({net.context_slices}-slice context)", flush=True)
-    dropped = sorted({k.split(".")[1] for k in state if k.startswith("g_s.r")} - {f"r{i}" for i in net.g_s_res})
+    dropped = sorted(set(g_s_res_in(state)) - set(net.g_s_res))
     if dropped:
-        raise SystemExit(f"{path} has g_s residual blocks {dropped}; keep them with --g-s-res")
+        raise SystemExit(f"{path} has g_s residual blocks after {dropped}; keep them with --g-s-res")
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
@@ -262,7 +257,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"--M {args.M} channels do not split into --context-slices {args.context_slices}")
 
     try:
-        net = SDCNet(args.N, args.M, context_slices=args.context_slices, g_s_res=args.g_s_res)
+        net = SDCNet.from_config(vars(args))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]

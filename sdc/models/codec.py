@@ -20,7 +20,7 @@ from sdc.errors import BadInputError, UsageError
 from sdc.levels import LEVELS
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.layers import FoldedGDN, build_transforms
+from sdc.models.layers import FoldedGDN, build_transforms, g_s_res_in
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.weights import load_weights
 
@@ -67,9 +67,9 @@ class InferenceNet(torch.nn.Module):
         super().__init__()
         self.N, self.M, self.num_qualities = N, M, num_qualities
         transforms = build_transforms(N, M, FoldedGDN, g_s_res)
-        stray = sorted({k.split(".")[1] for k in tensors if k.startswith("g_s.r")} - {f"r{i}" for i in g_s_res})
+        stray = sorted(set(g_s_res_in(tensors)) - set(g_s_res))
         if stray:
-            raise KeyError(f"g_s blocks {stray} are not in the manifest's g_s_res")
+            raise KeyError(f"g_s blocks after {stray} are not in the manifest's g_s_res")
         for name in ("g_a", "g_s", "h_a"):
             module = transforms[name]
             for key, sub in module.named_children():

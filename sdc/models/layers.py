@@ -75,6 +75,11 @@ class ResidualBlock(nn.Module):
 G_S_RES_POSITIONS = (1, 3, 5)
 
 
+def g_s_res_in(state) -> tuple[int, ...]:
+    """Positions of the g_s residual blocks a state dict (or weights file) holds."""
+    return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith("g_s.r")}))
+
+
 def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
     """compressai's g_s, with residual blocks after the inverse GDNs in `res_after`.
 

@@ -112,6 +112,12 @@ class SDCNet(nn.Module):
         self.context = ChannelContext(M, context_slices, context_hidden) if context_slices > 1 else None
         self.register_buffer("coder_scale_table", get_scale_table(), persistent=False)
 
+    @classmethod
+    def from_config(cls, config: dict) -> "SDCNet":
+        """The network a checkpoint's config or a manifest's architecture describes (same keys)."""
+        return cls(config.get("N", 64), config.get("M", 96), context_slices=config.get("context_slices", 0),
+                   g_s_res=tuple(config.get("g_s_res") or ()))
+
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position gains for a (B, h, w) map of 0-based quality indexes."""

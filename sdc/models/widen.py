@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from sdc.models.layers import g_s_res_in
 from sdc.models.network import SDCNet
 
 # New y channels start at this fraction of the old channels' RMS: big enough
@@ -59,8 +60,8 @@ def widen_state(state: dict[str, torch.Tensor], N: int, M: int, new_M: int, slic
     if slices > 1 and (new_slices <= 1 or M // slices != new_M // new_slices or new_M % new_slices):
         raise ValueError(f"context slices of {M}/{slices} channels cannot become {new_M}/{new_slices}")
     torch.manual_seed(seed)
-    g_s_res = tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith("g_s.r")}))
-    wide = SDCNet(N, new_M, num_qualities=state["log_gain"].shape[0], context_slices=new_slices, g_s_res=g_s_res)
+    wide = SDCNet(N, new_M, num_qualities=state["log_gain"].shape[0], context_slices=new_slices,
+                  g_s_res=g_s_res_in(state))
     out = {k: v.clone() for k, v in wide.state_dict().items()}
     old_ch, new_ch = list(range(M)), list(range(M, new_M))
 
