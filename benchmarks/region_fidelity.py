@@ -1,6 +1,7 @@
 """Region fidelity: is the L1 region as good when only L1 is decoded as in the full decode?
 
     nice -n 10 python benchmarks/region_fidelity.py [--qualities 1,4,8]
+    nice -n 10 python benchmarks/region_fidelity.py --effort 2   # refined encodes -> region_fidelity_effort2.json
 
 For every val image (whole image): the group map is a centred box of latent
 cells (the central 40% x 40% of the cells that cover the image) = L1, the
@@ -59,8 +60,9 @@ def maps(H: int, W: int):
     return box, dil, mask, (i0, i1, j0, j1)
 
 
-def run(paths, qualities, fig_spec):
+def run(paths, qualities, fig_spec, effort: int = 1):
     from sdc.models.codec import CodedImage, default_codec
+    from sdc.pipeline import refine_steps
 
     codec = default_codec()
     rows, fig = [], None
@@ -74,7 +76,7 @@ def run(paths, qualities, fig_spec):
             r = {"image": p.name, "quality": q, "box_cells": list(cells), "box_pixels": int(mask.sum()),
                  "pixels": H * W}
             for variant, gmap in (("box", box), ("dilated", dil)):
-                coded = codec.encode(rgb, gmap, qual)
+                coded = codec.encode(rgb, gmap, qual, refine_steps=refine_steps(effort))
                 only = codec.decode(CodedImage(H, W, coded.qualities, coded.group_map, coded.hyperprior,
                                                {"L1": coded.groups["L1"]}))
                 full = codec.decode(coded)
@@ -156,14 +158,17 @@ def main(argv=None) -> int:
     ap.add_argument("--qualities", default="1,4,8")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--effort", type=int, default=1, help="sdc encoder effort (sdc encode --effort)")
+    ap.add_argument("--out", type=Path, help=f"default {OUT.name}, or region_fidelity_effortN.json at effort N > 1")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = OUT if args.effort == 1 else OUT.with_name(f"region_fidelity_effort{args.effort}.json")
     set_threads(args.threads)
     started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
     qualities = [int(v) for v in args.qualities.split(",")]
     paths = val_paths(args.limit)
     fig_q = 4 if 4 in qualities else qualities[len(qualities) // 2]
-    rows, fig = run(paths, qualities, (paths[0].name, fig_q))
+    rows, fig = run(paths, qualities, (paths[0].name, fig_q), args.effort)
     summary = summarize(rows, qualities)
     res = {
         "benchmark": "region fidelity: PSNR inside L1 with only L1 decoded vs the full decode",
@@ -174,6 +179,7 @@ def main(argv=None) -> int:
                          "PSNR still on the box's pixels",
                   "images": f"{len(paths)} whole val images"},
         "target_db": 1.0,
+        "sdc_effort": args.effort,
         "summary": summary,
         "per_image": rows,
     }

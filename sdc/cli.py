@@ -395,11 +395,15 @@ def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
 @click.option("--task", metavar="TEXT", help="What the decoded image is for, e.g. 'count the cars'.")
 @_lmm_options
 @click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
+@click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..3",
+              help="Encoder effort: 1 codes the analysis transform's latent as it is; 2 and 3 "
+                   "refine it by gradient descent first (20 and 50 steps: about 8-9% fewer bytes at "
+                   "the same PSNR, 20-60x the time). Decoders cannot tell.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="No summary table.")
 @_max_pixels_option
 def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task, lmm_url, lmm_model, no_meta,
-           force, quiet, max_pixels):
+           effort, force, quiet, max_pixels):
     """Encode images (PNG, JPEG, ...) into .sdc files."""
     qualities = _parse_qualities(q, quality_spec)
     keep = _parse_level_option(levels_spec, "--levels")
@@ -441,7 +445,7 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
         result = pipeline.encode_image(np.asarray(image), qualities=qualities, keep_levels=keep,
                                        analysis=analysis, analyzer=analyzer, task=task,
                                        analysis_config=analysis_config,
-                                       include_meta=not no_meta)
+                                       include_meta=not no_meta, effort=effort)
         _write_output(dst, result.data, force)
         info = describe_sdc(result.data, max_pixels=None)
         used = result.analysis

@@ -41,6 +41,14 @@ def _codec():
     return default_codec()
 
 
+def refine_steps(effort: int) -> int:
+    from sdc.models.refine import EFFORT_STEPS
+
+    if effort not in EFFORT_STEPS:
+        raise UsageError(f"effort must be {min(EFFORT_STEPS)}..{max(EFFORT_STEPS)}, got {effort}")
+    return EFFORT_STEPS[effort]
+
+
 def check_qualities(qualities: dict[str, int]) -> dict[str, int]:
     q = {lv: int(qualities.get(lv, DEFAULT_QUALITY)) for lv in LEVELS}
     bad = {lv: v for lv, v in q.items() if not 1 <= v <= NUM_QUALITIES}
@@ -71,21 +79,26 @@ def _analyze_or_fallback(image, analyzer: str, task: str | None, config: dict | 
 
 def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tuple[str, ...] = LEVELS,
                  analysis=None, analyzer: str = "auto", task: str | None = None,
-                 analysis_config: dict | None = None, include_meta: bool = True) -> EncodeResult:
-    """Analyse (unless `analysis` is given), code and pack one RGB uint8 image."""
+                 analysis_config: dict | None = None, include_meta: bool = True, effort: int = 1) -> EncodeResult:
+    """Analyse (unless `analysis` is given), code and pack one RGB uint8 image.
+
+    effort: 1 codes g_a's latent as it is; 2 and 3 refine it first
+    (:data:`sdc.models.refine.EFFORT_STEPS`), slower and smaller at the same quality.
+    """
     from PIL import Image
 
     from sdc.models.network import latent_shape
 
     t0 = time.perf_counter()
     qualities = check_qualities(qualities)
+    steps = refine_steps(effort)
     height, width = rgb.shape[:2]
     if analysis is None:
         analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, analysis_config)
     t1 = time.perf_counter()
     group_map = analysis.group_map(*latent_shape(height, width))
     codec = _codec()
-    coded = codec.encode(rgb, group_map, qualities, levels=keep_levels)
+    coded = codec.encode(rgb, group_map, qualities, levels=keep_levels, refine_steps=steps)
     t2 = time.perf_counter()
     sdc = SdcFile(
         header=SdcHeader(width=width, height=height, codec_id=codec.codec_id, qualities=qualities),

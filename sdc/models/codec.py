@@ -18,10 +18,13 @@ import torch
 
 from sdc.errors import BadInputError, UsageError
 from sdc.levels import LEVELS
+from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
+from sdc.models.integer_hyper import ACT_BITS
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import FoldedGDN, build_transforms, g_s_res_in
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
+from sdc.models.refine import LatentRefiner
 from sdc.models.weights import load_weights
 
 # Large images are analysed and synthesised in tiles of the latent, so peak
@@ -95,6 +98,8 @@ class SDCCodec:
         tensors, manifest: already loaded weights (tests, export).
     """
 
+    refine_tile = TILE  # latent tile of the refinement (memory of its backward pass grows with the tile)
+
     def __init__(self, weights: str | Path | None = None, *, tensors=None, manifest=None):
         if tensors is None:
             tensors, manifest = load_weights(weights)
@@ -113,6 +118,7 @@ class SDCCodec:
         self.codec_id = bytes.fromhex(sha[:16])
         self.num_qualities = self.net.num_qualities
         self._inv_gain = self.net.inv_gain
+        self._tensors, self._context_slices = tensors, int(arch.get("context_slices", 0))
 
     # -- helpers ------------------------------------------------------------------
     def _quality_map(self, group_map: np.ndarray, qualities: dict[str, int]) -> torch.Tensor:
@@ -139,22 +145,44 @@ class SDCCodec:
         """0-based quality of z: the highest quality of any position (decoder derives it too)."""
         return int(qmap.max()) if qmap.numel() else 0
 
+    @functools.cached_property
+    def refiner(self) -> LatentRefiner:
+        """The encoder's latent refinement (built on first use: it needs the float channel context)."""
+        context = None
+        if self._context_slices > 1:
+            hidden = self._tensors["context.nets.0.0.weight"].shape[0]
+            with torch.inference_mode(False):  # encode() runs in inference mode; autograd needs normal tensors
+                context = ChannelContext(self.net.M, self._context_slices, hidden)
+                context.load_state_dict({k[len("context."):]: v for k, v in self._tensors.items() if k.startswith("context.")})
+            context.requires_grad_(False)
+        self.net.requires_grad_(False)
+        return LatentRefiner(self.net.g_s, context, self._tensors["gaussian_conditional.scale_table"])
+
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, group_map: np.ndarray, qualities: dict[str, int],
-               levels: tuple[str, ...] = LEVELS) -> CodedImage:
-        """rgb: (H, W, 3) uint8; group_map: latent-resolution LEVELS indexes."""
+               levels: tuple[str, ...] = LEVELS, refine_steps: int = 0) -> CodedImage:
+        """rgb: (H, W, 3) uint8; group_map: latent-resolution LEVELS indexes.
+
+        refine_steps: steps of encoder-side latent refinement (:mod:`sdc.models.refine`);
+        0 codes g_a's latent as it is. The file format is the same either way.
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError("expected an RGB uint8 image")
         height, width = rgb.shape[:2]
         gmap = self._check_map(group_map, height, width)
         qmap = self._quality_map(gmap, qualities)
-        x = torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
-        y = self._analysis(pad_to_multiple(x))
+        x = pad_to_multiple(torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0))
+        y = self._analysis(x)
         z = self.net.h_a(y)[0]
         qz = self._z_quality(gmap, qmap)
         hyper, z_symbols = self.latent.encode_z(z, qz)
         hp = self.latent.hyper_params(z_symbols, qz, qmap)
-        groups, _ = self.latent.encode_groups(y[0].double() * self.latent.gains(qmap), hp, gmap, levels)
+        y_gained = y[0].double() * self.latent.gains(qmap)
+        if refine_steps > 0:
+            y_gained = self.refiner.refine(
+                x[0], y_gained, hp.means, hp.scales_2x * 2.0 ** (-2 * ACT_BITS), self._inv_gain[qmap].permute(2, 0, 1),
+                qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
+        groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
 
     @torch.inference_mode()

@@ -1,0 +1,133 @@
+"""Encoder-side latent refinement (sdc.models.refine, sdc encode --effort) on real photos."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sdc.levels import LEVELS
+from sdc.models import codec as codec_module
+from sdc.models.codec import CodedImage
+from sdc.models.network import LAMBDAS, latent_shape
+from sdc.models.refine import gaussian_bits, sga_round
+
+from conftest import SAMPLE, load_rgb
+from test_codec import pixel_mask, psnr, subset
+
+
+def coded_bits(coded: CodedImage) -> int:
+    return 8 * (len(coded.hyperprior) + sum(len(v) for v in coded.groups.values()))
+
+
+def rd_cost(codec, coded: CodedImage, rgb: np.ndarray, quality: int) -> float:
+    """The codec's training objective on the real file: λ·255²·MSE + bits per pixel."""
+    out = codec.decode(coded).astype(np.float64)
+    mse = np.mean((out - rgb) ** 2) / 255.0**2
+    return LAMBDAS[quality - 1] * 255.0**2 * mse + coded_bits(coded) / (rgb.shape[0] * rgb.shape[1])
+
+
+@pytest.fixture(scope="module")
+def photo(shared) -> np.ndarray:
+    """A 192x128 crop of a real photo with texture and edges (not a multiple of 64)."""
+    return load_rgb(shared / "data" / "val" / "wiki_006.png", (192, 128))
+
+
+def everywhere(quality: int) -> dict[str, int]:
+    return {lv: quality for lv in LEVELS}
+
+
+# At q1-q3 a crop this small spends most of its bits on z (12 bytes of y at q2),
+# which refinement leaves alone; from q5 up y dominates.
+@pytest.mark.parametrize("quality", [5, 7])
+def test_refinement_lowers_the_real_rate_distortion_cost(codec, photo, quality):
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    plain = codec.encode(photo, gmap, everywhere(quality))
+    refined = codec.encode(photo, gmap, everywhere(quality), refine_steps=20)
+    before, after = rd_cost(codec, plain, photo, quality), rd_cost(codec, refined, photo, quality)
+    assert after < 0.985 * before, (before, after)
+
+
+def test_tiled_refinement_lowers_the_cost_too(codec, photo, monkeypatch):
+    """Tiles of 6x6 latent cells (the 8x12 latent in 4 tiles), as huge images are refined."""
+    monkeypatch.setattr(codec, "refine_tile", 6)
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    plain = codec.encode(photo, gmap, everywhere(7))
+    refined = codec.encode(photo, gmap, everywhere(7), refine_steps=20)
+    before, after = rd_cost(codec, plain, photo, 7), rd_cost(codec, refined, photo, 7)
+    assert after < 0.98 * before, (before, after)
+
+
+def test_refined_file_is_reproducible_and_decodes_any_subset(codec, photo):
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    gmap[2:6, 3:9] = 0  # an L1 box
+    qualities = {"L1": 7, "L2": 5, "L3": 4, "other": 2}
+    first = codec.encode(photo, gmap, qualities, refine_steps=8)
+    second = codec.encode(photo, gmap, qualities, refine_steps=8)
+    assert first.hyperprior == second.hyperprior and first.groups == second.groups
+    full = codec.decode(first)
+    only_l1 = codec.decode(subset(first, ["L1"]))
+    inside = pixel_mask(gmap, 0, *photo.shape[:2])
+    # The region-fidelity target holds for refined files too: L1 alone within 1 dB of the full decode.
+    assert psnr(only_l1[inside], photo[inside]) > psnr(full[inside], photo[inside]) - 1.0
+    assert codec.decode_symbols(subset(first, ["L1"]))["L1"].tolist() == codec.decode_symbols(first)["L1"].tolist()
+
+
+def test_the_objective_counts_the_bits_the_coder_writes(codec, shared):
+    """gaussian_bits with the relaxed path's μ', σ' at hard rounding matches the real y substream
+    (a larger crop, so the coder's few bytes of termination do not count)."""
+    photo = load_rgb(shared / "data" / "val" / "wiki_006.png", (512, 384))
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    qmap = codec._quality_map(gmap, everywhere(4))
+    coded = codec.encode(photo, gmap, everywhere(4))
+    x = codec_module.pad_to_multiple(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255)
+    with torch.no_grad():
+        y = codec.net.g_a(x)
+        hp = codec.latent.hyper_params(codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2])),
+                                       int(qmap.max()), qmap)
+        u = (y[0].double() * codec.latent.gains(qmap)).float()[None]
+        scales = (hp.scales_2x * 2.0 ** (-2 * codec_module.ACT_BITS)).float()[None]
+        y_hat, mu, sigma = codec.refiner._relaxed(u, hp.means.float()[None], scales, torch.round)
+        estimate = float(gaussian_bits(y_hat, mu, sigma))
+    real = 8 * len(coded.groups["other"])
+    assert abs(estimate - real) < 0.02 * real, (estimate, real)
+
+
+def test_sga_rounding_anneals_to_the_nearest_integer():
+    v = torch.tensor([0.1, 0.4, 0.6, 0.9, -1.3, 2.2]).repeat(200)
+    gen = torch.Generator().manual_seed(1)
+    cold = sga_round(v, 0.01, gen)
+    assert torch.allclose(cold, torch.round(v), atol=1e-3)
+    hot = sga_round(v, 0.5, gen)
+    assert torch.all(hot >= torch.floor(v)) and torch.all(hot <= torch.floor(v) + 1)
+    assert float((hot - torch.round(v)).abs().mean()) > 0.05  # still soft
+    # Expected value leans to the nearer integer: 0.1 rounds down more often than 0.4.
+    means = hot.view(200, 6).mean(0)
+    assert means[0] < means[1] < means[2] < means[3]
+
+
+def test_cli_effort_refines_and_bad_effort_is_one_line(tmp_path):
+    from sdc.cli import cli
+
+    src = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.fromarray(load_rgb(SAMPLE, (96, 80))).save(src)
+    regions = tmp_path / "none.json"
+    regions.write_text('{"width": 96, "height": 80, "objects": []}')
+    runner = CliRunner()
+    common = [str(src), "--regions", str(regions), "-q", "4", "--quiet"]
+    fast = runner.invoke(cli, ["encode", *common, "-o", str(tmp_path / "e1.sdc")])
+    slow = runner.invoke(cli, ["encode", *common, "-o", str(tmp_path / "e2.sdc"), "--effort", "2"])
+    assert fast.exit_code == 0 and slow.exit_code == 0, (fast.output, slow.output)
+    e1, e2 = (tmp_path / "e1.sdc").read_bytes(), (tmp_path / "e2.sdc").read_bytes()
+    assert e1 != e2
+    dec = runner.invoke(cli, ["decode", str(tmp_path / "e2.sdc"), "-o", str(tmp_path / "e2.png")])
+    assert dec.exit_code == 0, dec.output
+    bad = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "bad.sdc"), "--effort", "7"])
+    assert bad.exit_code != 0
+    lines = [ln for ln in bad.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "effort must be 1..3" in lines[0], bad.output
+    assert not (tmp_path / "bad.sdc").exists()
