@@ -45,9 +45,9 @@ def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def lineage(init: str | None, steps: int, cpu_hours: float) -> dict:
-    """Steps and CPU hours including the runs before, from the manifest beside the --init weights."""
-    before = manifest_beside(init).get("training") if init else None
+def lineage(before: dict | None, steps: int, cpu_hours: float) -> dict:
+    """Steps and CPU hours including the runs before; `before`: the training record of the
+    weights the run started from."""
     if not before:
         return {}
     return {"lineage_steps": before.get("lineage_steps", before.get("steps", 0)) + steps,
@@ -89,6 +89,8 @@ def main(argv=None) -> None:
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--notes", default="")
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N images only (quick exports)")
+    p.add_argument("--init-manifest", help="manifest of the weights the run started from, for its lineage (for "
+                                           "checkpoints older than init_training whose --init file was replaced since)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -103,7 +105,13 @@ def main(argv=None) -> None:
             "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
         }
-        training.update(lineage(cfg.get("init"), training["steps"], training["cpu_hours"]))
+        if args.init_manifest:
+            before = json.loads(Path(args.init_manifest).read_text()).get("training")
+        elif "init_training" in cfg:
+            before = cfg["init_training"]
+        else:  # checkpoints before init_training: the manifest beside --init now (right unless it was replaced)
+            before = manifest_beside(cfg["init"]).get("training") if cfg.get("init") else None
+        training.update(lineage(before, training["steps"], training["cpu_hours"]))
         log = Path(args.run) / "log.jsonl"
         if log.exists():
             training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]

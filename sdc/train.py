@@ -298,6 +298,7 @@ def main(argv=None) -> None:
                              "export it and start a new run with --init to remap its gains")
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
+        init_training = ck.get("config", {}).get("init_training")
         print(f"resumed {ckpt_path} at step {step}", flush=True)
 
     train_images = load_images(Path(args.train), args.crop)
@@ -305,6 +306,9 @@ def main(argv=None) -> None:
     print(f"{len(train_images)} training images, {len(val_images)} validation images in memory", flush=True)
     if ck is None:
         add_context_group()
+        # What the --init weights had been trained for when this run started: the
+        # file beside them may be replaced later (by this run's own export).
+        init_training = manifest_beside(args.init).get("training") if args.init else None
         if args.init:
             sample = random_batch(train_images, 16, args.crop, random.Random(args.seed))
             init_weights(net, args.init, sample)
@@ -315,7 +319,8 @@ def main(argv=None) -> None:
         state = {
             "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
-            "config": {"N": args.N, "M": args.M, "init": args.init, "crop": args.crop, "batch": args.batch,
+            "config": {"N": args.N, "M": args.M, "init": args.init, "init_training": init_training,
+                       "crop": args.crop, "batch": args.batch,
                        "lambdas": list(LAMBDAS), "context_slices": args.context_slices,
                        "g_s_res": list(args.g_s_res)},
         }

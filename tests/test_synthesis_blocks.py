@@ -3,6 +3,7 @@ and the weights they produce export, load and decode through the inference codec
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -99,7 +100,10 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     run = tmp_path / "run"
     base = ["--run", str(run), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
             "--threads", "1", "--log-every", "1", "--val-every", "1000"]
-    shipped_file = str(REPO / "weights" / "sdc.safetensors")
+    init_dir = tmp_path / "init"  # a copy: its manifest is replaced below, as an export over weights/ does
+    shutil.copytree(REPO / "weights", init_dir)
+    shipped_file = str(init_dir / "sdc.safetensors")
+    before = json.loads((init_dir / "manifest.json").read_text())["training"]
     with pytest.raises(SystemExit, match=r"not \[2\]"):
         train(base + ["--init", shipped_file, "--g-s-res", "2", "--run", str(tmp_path / "bad"), "--steps", "1"])
     train(base + ["--init", shipped_file, "--g-s-res", "1,3", "--steps", "1"])
@@ -109,10 +113,15 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     with pytest.raises(SystemExit, match="residual blocks after"):
         train(base + ["--g-s-res", "none", "--steps", "3"])
 
+    replaced = json.loads((init_dir / "manifest.json").read_text())
+    replaced["training"]["lineage_steps"] += 10_000
+    (init_dir / "manifest.json").write_text(json.dumps(replaced))
     out = tmp_path / "weights"
     export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["architecture"]["g_s_res"] == [1, 3] and manifest["training"]["steps"] == 2
+    # The lineage counts the init weights as they were when the run started.
+    assert manifest["training"]["lineage_steps"] == before["lineage_steps"] + 2
     codec = SDCCodec(out)
     rgb = load_rgb(shared / "data" / "val" / VAL[0], (128, 96))
     gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
