@@ -118,7 +118,10 @@ class SDCCodec:
         self.codec_id = bytes.fromhex(sha[:16])
         self.num_qualities = self.net.num_qualities
         self._inv_gain = self.net.inv_gain
-        self._tensors, self._context_slices = tensors, int(arch.get("context_slices", 0))
+        # Only what the refiner needs later, not the whole weights file.
+        self._refine_tensors = {k: v for k, v in tensors.items()
+                                if k.startswith("context.") or k == "gaussian_conditional.scale_table"}
+        self._context_slices = int(arch.get("context_slices", 0))
 
     # -- helpers ------------------------------------------------------------------
     def _quality_map(self, group_map: np.ndarray, qualities: dict[str, int]) -> torch.Tensor:
@@ -150,13 +153,14 @@ class SDCCodec:
         """The encoder's latent refinement (built on first use: it needs the float channel context)."""
         context = None
         if self._context_slices > 1:
-            hidden = self._tensors["context.nets.0.0.weight"].shape[0]
+            hidden = self._refine_tensors["context.nets.0.0.weight"].shape[0]
             with torch.inference_mode(False):  # encode() runs in inference mode; autograd needs normal tensors
                 context = ChannelContext(self.net.M, self._context_slices, hidden)
-                context.load_state_dict({k[len("context."):]: v for k, v in self._tensors.items() if k.startswith("context.")})
+                context.load_state_dict({k[len("context."):]: v for k, v in self._refine_tensors.items()
+                                         if k.startswith("context.")})
             context.requires_grad_(False)
         self.net.requires_grad_(False)
-        return LatentRefiner(self.net.g_s, context, self._tensors["gaussian_conditional.scale_table"])
+        return LatentRefiner(self.net.g_s, context, self._refine_tensors["gaussian_conditional.scale_table"])
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, group_map: np.ndarray, qualities: dict[str, int],
