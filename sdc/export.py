@@ -107,7 +107,7 @@ def main(argv=None) -> None:
         }
         if args.init_manifest:
             before = json.loads(Path(args.init_manifest).read_text()).get("training")
-        elif "init_training" in cfg:
+        elif cfg.get("init_training") is not None:
             before = cfg["init_training"]
         else:  # checkpoints before init_training: the manifest beside --init now (right unless it was replaced)
             before = manifest_beside(cfg["init"]).get("training") if cfg.get("init") else None
