@@ -140,6 +140,11 @@ def git_commit() -> str:
         return ""
 
 
+def effort_output(default: Path, effort: int) -> Path:
+    """Where a benchmark at `sdc encode --effort N` writes: the default at effort 1, else NAME_effortN.json."""
+    return default if effort == 1 else default.with_name(f"{default.stem}_effort{effort}{default.suffix}")
+
+
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

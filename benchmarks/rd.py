@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines as B  # noqa: E402
 from bdrate import bd_psnr, bd_rate  # noqa: E402
-from common import (RESULTS, git_commit, load_rgb, machine_info, ms_ssim, msssim_db, pixel_hash, psnr,  # noqa: E402
+from common import (RESULTS, effort_output, git_commit, load_rgb, machine_info, ms_ssim, msssim_db, pixel_hash, psnr,  # noqa: E402
                     read_json, set_threads, table, val_paths, weights_info, write_json)
 
 CACHE = RESULTS / "rd_baselines.json"
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help=f"default {OUT.name}, or rd_effortN.json at effort N > 1")
     args = ap.parse_args(argv)
     if args.out is None:
-        args.out = OUT if args.effort == 1 else OUT.with_name(f"rd_effort{args.effort}.json")
+        args.out = effort_output(OUT, args.effort)
     set_threads(args.threads)
     started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
     if "-" in args.qualities:

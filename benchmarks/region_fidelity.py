@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, git_commit, load_rgb, machine_info, psnr, set_threads, table, val_paths,  # noqa: E402
+from common import (RESULTS, effort_output, git_commit, load_rgb, machine_info, psnr, set_threads, table, val_paths,  # noqa: E402
                     weights_info, write_json)
 
 OUT = RESULTS / "region_fidelity.json"
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help=f"default {OUT.name}, or region_fidelity_effortN.json at effort N > 1")
     args = ap.parse_args(argv)
     if args.out is None:
-        args.out = OUT if args.effort == 1 else OUT.with_name(f"region_fidelity_effort{args.effort}.json")
+        args.out = effort_output(OUT, args.effort)
     set_threads(args.threads)
     started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
     qualities = [int(v) for v in args.qualities.split(",")]

@@ -88,8 +88,7 @@ def test_the_objective_counts_the_bits_the_coder_writes(codec, shared):
         hp = codec.latent.hyper_params(codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2])),
                                        int(qmap.max()), qmap)
         u = (y[0].double() * codec.latent.gains(qmap)).float()[None]
-        scales = (hp.scales_2x * 2.0 ** (-2 * codec_module.ACT_BITS)).float()[None]
-        y_hat, mu, sigma = codec.refiner._relaxed(u, hp.means.float()[None], scales, torch.round)
+        y_hat, mu, sigma = codec.refiner._relaxed(u, hp.means.float()[None], hp.scales.float()[None], torch.round)
         estimate = float(gaussian_bits(y_hat, mu, sigma))
     real = 8 * len(coded.groups["other"])
     assert abs(estimate - real) < 0.02 * real, (estimate, real)

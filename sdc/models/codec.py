@@ -20,7 +20,6 @@ from sdc.errors import BadInputError, UsageError
 from sdc.levels import LEVELS
 from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
-from sdc.models.integer_hyper import ACT_BITS
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import FoldedGDN, build_transforms, g_s_res_in
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
@@ -184,7 +183,7 @@ class SDCCodec:
         y_gained = y[0].double() * self.latent.gains(qmap)
         if refine_steps > 0:
             y_gained = self.refiner.refine(
-                x[0], y_gained, hp.means, hp.scales_2x * 2.0 ** (-2 * ACT_BITS), self._inv_gain[qmap].permute(2, 0, 1),
+                x[0], y_gained, hp.means, hp.scales, self._inv_gain[qmap].permute(2, 0, 1),
                 qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)

@@ -81,6 +81,11 @@ class HyperParams:
         """μ·g in quantization steps (float64, exact)."""
         return self.means_2x * 2.0 ** (-2 * ACT_BITS)
 
+    @property
+    def scales(self) -> torch.Tensor:
+        """σ·g in quantization steps (float64, exact)."""
+        return self.scales_2x * 2.0 ** (-2 * ACT_BITS)
+
 
 class GroupedLatentCodec:
     """Codes z and the groups of y; see the module docstring for the data flow.
