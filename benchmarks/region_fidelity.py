@@ -76,7 +76,7 @@ def run(paths, qualities, fig_spec, effort: int = 1):
             r = {"image": p.name, "quality": q, "box_cells": list(cells), "box_pixels": int(mask.sum()),
                  "pixels": H * W}
             for variant, gmap in (("box", box), ("dilated", dil)):
-                coded = codec.encode(rgb, gmap, qual, refine_steps=refine_steps(effort))
+                coded = codec.encode(rgb, gmap, qual, **refine_steps(effort))
                 only = codec.decode(CodedImage(H, W, coded.qualities, coded.group_map, coded.hyperprior,
                                                {"L1": coded.groups["L1"]}))
                 full = codec.decode(coded)

@@ -41,12 +41,14 @@ def _codec():
     return default_codec()
 
 
-def refine_steps(effort: int) -> int:
+def refine_steps(effort: int) -> dict[str, int]:
+    """SDCCodec.encode's refinement arguments (joint_steps, refine_steps) for an effort."""
     from sdc.models.refine import EFFORT_STEPS
 
     if effort not in EFFORT_STEPS:
         raise UsageError(f"effort must be {min(EFFORT_STEPS)}..{max(EFFORT_STEPS)}, got {effort}")
-    return EFFORT_STEPS[effort]
+    joint, latent = EFFORT_STEPS[effort]
+    return {"joint_steps": joint, "refine_steps": latent}
 
 
 def check_qualities(qualities: dict[str, int]) -> dict[str, int]:
@@ -98,7 +100,7 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     t1 = time.perf_counter()
     group_map = analysis.group_map(*latent_shape(height, width))
     codec = _codec()
-    coded = codec.encode(rgb, group_map, qualities, levels=keep_levels, refine_steps=steps)
+    coded = codec.encode(rgb, group_map, qualities, levels=keep_levels, **steps)
     t2 = time.perf_counter()
     sdc = SdcFile(
         header=SdcHeader(width=width, height=height, codec_id=codec.codec_id, qualities=qualities),

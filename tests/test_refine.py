@@ -130,3 +130,66 @@ def test_cli_effort_refines_and_bad_effort_is_one_line(tmp_path):
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "effort must be 1..3" in lines[0], bad.output
     assert not (tmp_path / "bad.sdc").exists()
+
+
+# -- the joint phase: ẑ moves too ----------------------------------------------------------
+
+def test_float_density_counts_the_bits_of_the_hyperprior_substream(codec, shared):
+    """FactorizedDensity (z's density without compressai) against the real HYPR bytes."""
+    photo = load_rgb(shared / "data" / "val" / "wiki_006.png", (768, 512))
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    coded = codec.encode(photo, gmap, everywhere(2))
+    symbols = codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2]))
+    values = torch.from_numpy(symbols).float() + codec.refiner.hyper.median.float().view(-1, 1, 1)
+    estimate = float(codec.refiner.hyper.density.bits(values))
+    real = 8 * len(coded.hyperprior)
+    assert abs(estimate - real) < 0.03 * real, (estimate, real)
+
+
+def test_float_hyper_synthesis_agrees_with_the_integer_one(codec, photo):
+    """The joint phase moves ẑ through the float h_s; the coder runs the integer one."""
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    qmap = codec._quality_map(gmap, everywhere(6))
+    coded = codec.encode(photo, gmap, everywhere(6))
+    qz = int(qmap.max())
+    symbols = codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2]))
+    hp = codec.latent.hyper_params(symbols, qz, qmap)
+    z_hat = (torch.from_numpy(symbols).double() + codec.latent.z_median.view(-1, 1, 1)) / codec.latent.z_gain(qz).view(-1, 1, 1)
+    with torch.no_grad():
+        scales, means = codec.refiner.hyper.h_s(z_hat.float()[None]).chunk(2, 1)
+    gains = codec.latent.gains(qmap).float()
+    assert float((means[0] * gains - hp.means.float()).abs().max()) < 0.02
+    assert float((scales[0] * gains - hp.scales.float()).abs().max()) < 0.02
+
+
+def test_joint_refinement_moves_z_and_lowers_the_cost(codec, photo):
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    gmap[2:6, 3:9] = 0
+    qualities = {"L1": 7, "L2": 5, "L3": 4, "other": 3}
+    plain = codec.encode(photo, gmap, qualities)
+    joint = codec.encode(photo, gmap, qualities, joint_steps=10, refine_steps=10)
+    again = codec.encode(photo, gmap, qualities, joint_steps=10, refine_steps=10)
+    assert joint.hyperprior == again.hyperprior and joint.groups == again.groups  # reproducible
+    shape = codec.z_shape(*photo.shape[:2])
+    assert not np.array_equal(codec.latent.decode_z(plain.hyperprior, shape), codec.latent.decode_z(joint.hyperprior, shape))
+    # The cost with each position at its own λ (L1 at q7, the rest lower).
+    lam = np.array(LAMBDAS)[np.array([qualities[lv] - 1 for lv in LEVELS])[gmap]]
+    lam_pixels = np.kron(lam, np.ones((16, 16)))[:photo.shape[0], :photo.shape[1]]
+
+    def cost(coded):
+        err = ((codec.decode(coded).astype(np.float64) - photo) ** 2).mean(2)
+        return float((lam_pixels * err).mean()) + coded_bits(coded) / (photo.shape[0] * photo.shape[1])
+
+    assert cost(joint) < 0.985 * cost(plain), (cost(plain), cost(joint))
+    full = codec.decode(joint)
+    inside = pixel_mask(gmap, 0, *photo.shape[:2])
+    assert psnr(codec.decode(subset(joint, ["L1"]))[inside], photo[inside]) > psnr(full[inside], photo[inside]) - 1.0
+
+
+def test_joint_phase_is_skipped_when_the_latent_needs_several_tiles(codec, photo, monkeypatch):
+    """ẑ of one tile reaches μ of its neighbours, so tiled refinement keeps ẑ as g_a's."""
+    monkeypatch.setattr(codec, "refine_tile", 6)
+    gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
+    plain = codec.encode(photo, gmap, everywhere(5))
+    tiled = codec.encode(photo, gmap, everywhere(5), joint_steps=10, refine_steps=4)
+    assert tiled.hyperprior == plain.hyperprior and tiled.groups != plain.groups

@@ -21,9 +21,9 @@ from sdc.levels import LEVELS
 from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.layers import FoldedGDN, build_transforms, g_s_res_in
+from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_s_res_in
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
-from sdc.models.refine import LatentRefiner
+from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
 
 # Large images are analysed and synthesised in tiles of the latent, so peak
@@ -119,7 +119,7 @@ class SDCCodec:
         self._inv_gain = self.net.inv_gain
         # Only what the refiner needs later, not the whole weights file.
         self._refine_tensors = {k: v for k, v in tensors.items()
-                                if k.startswith("context.") or k == "gaussian_conditional.scale_table"}
+                                                if k.startswith(("context.", "h_s.", "entropy_bottleneck.")) or k == "gaussian_conditional.scale_table"}
         self._context_slices = int(arch.get("context_slices", 0))
 
     # -- helpers ------------------------------------------------------------------
@@ -149,25 +149,30 @@ class SDCCodec:
 
     @functools.cached_property
     def refiner(self) -> LatentRefiner:
-        """The encoder's latent refinement (built on first use: it needs the float channel context)."""
-        context = None
-        if self._context_slices > 1:
-            hidden = self._refine_tensors["context.nets.0.0.weight"].shape[0]
-            with torch.inference_mode(False):  # encode() runs in inference mode; autograd needs normal tensors
+        """The encoder's latent refinement (built on first use: it needs the float context and h_s)."""
+        tensors = self._refine_tensors
+        with torch.inference_mode(False):  # encode() runs in inference mode; autograd needs normal tensors
+            context = None
+            if self._context_slices > 1:
+                hidden = tensors["context.nets.0.0.weight"].shape[0]
                 context = ChannelContext(self.net.M, self._context_slices, hidden)
-                context.load_state_dict({k[len("context."):]: v for k, v in self._refine_tensors.items()
-                                         if k.startswith("context.")})
-            context.requires_grad_(False)
+                context.load_state_dict({k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")})
+                context.requires_grad_(False)
+            h_s = build_h_s(self.net.N, self.net.M)
+            h_s.load_state_dict({k[len("h_s."):]: v for k, v in tensors.items() if k.startswith("h_s.")})
+            h_s.requires_grad_(False)
+            hyper = FloatHyperprior(h_s, FactorizedDensity(tensors), self.latent.z_median)
         self.net.requires_grad_(False)
-        return LatentRefiner(self.net.g_s, context, self._refine_tensors["gaussian_conditional.scale_table"])
+        return LatentRefiner(self.net.g_s, context, tensors["gaussian_conditional.scale_table"], hyper)
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, group_map: np.ndarray, qualities: dict[str, int],
-               levels: tuple[str, ...] = LEVELS, refine_steps: int = 0) -> CodedImage:
+               levels: tuple[str, ...] = LEVELS, refine_steps: int = 0, joint_steps: int = 0) -> CodedImage:
         """rgb: (H, W, 3) uint8; group_map: latent-resolution LEVELS indexes.
 
-        refine_steps: steps of encoder-side latent refinement (:mod:`sdc.models.refine`);
-        0 codes g_a's latent as it is. The file format is the same either way.
+        joint_steps, refine_steps: steps of encoder-side refinement (:mod:`sdc.models.refine`)
+        of ẑ and y together (only when the latent fits one refinement tile), then of y
+        alone; 0 and 0 code g_a's latents as they are. The file format is the same either way.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError("expected an RGB uint8 image")
@@ -178,9 +183,15 @@ class SDCCodec:
         y = self._analysis(x)
         z = self.net.h_a(y)[0]
         qz = self._z_quality(gmap, qmap)
-        hyper, z_symbols = self.latent.encode_z(z, qz)
-        hp = self.latent.hyper_params(z_symbols, qz, qmap)
         y_gained = y[0].double() * self.latent.gains(qmap)
+        if joint_steps > 0 and max(gmap.shape) <= self.refine_tile:
+            y_gained, z_symbols = self.refiner.refine_jointly(
+                x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), self.latent.gains(qmap),
+                self._inv_gain[qmap].permute(2, 0, 1), qmap, height, width, joint_steps)
+            hyper, z_symbols = self.latent.encode_z_symbols(z_symbols.numpy())
+        else:
+            hyper, z_symbols = self.latent.encode_z(z, qz)
+        hp = self.latent.hyper_params(z_symbols, qz, qmap)
         if refine_steps > 0:
             y_gained = self.refiner.refine(
                 x[0], y_gained, hp.means, hp.scales, self._inv_gain[qmap].permute(2, 0, 1),

@@ -135,11 +135,25 @@ class GroupedLatentCodec:
     def z_indexes(self, shape: tuple[int, int, int]) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0])[:, None, None], shape)
 
+    def z_gain(self, qz: int) -> torch.Tensor:
+        """(N,) float64 g_z of quality qz, as the decoder's fixed-point inverse implies."""
+        return 2.0**ACT_BITS / self.z_inv_gain_fixed[qz]
+
+    @property
+    def z_median(self) -> torch.Tensor:
+        """(N,) float64 median of z·g_z (the symbols' offset)."""
+        return self.z_median_fixed * 2.0**-ACT_BITS
+
+    def z_unrounded(self, z: torch.Tensor, qz: int) -> torch.Tensor:
+        """z·g_z − median: the ẑ symbols before rounding."""
+        return z.double() * self.z_gain(qz).view(-1, 1, 1) - self.z_median.view(-1, 1, 1)
+
     def encode_z(self, z: torch.Tensor, qz: int) -> tuple[bytes, np.ndarray]:
         """z: (N, hz, wz) float, ungained. Returns the HYPR substream and its symbols."""
-        gz = 2.0**ACT_BITS / self.z_inv_gain_fixed[qz].view(-1, 1, 1)
-        median = self.z_median_fixed.view(-1, 1, 1) * 2.0**-ACT_BITS
-        sym = torch.round(z.double() * gz - median).to(torch.int64).numpy()
+        return self.encode_z_symbols(torch.round(self.z_unrounded(z, qz)).to(torch.int64).numpy())
+
+    def encode_z_symbols(self, sym: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The HYPR substream of (N, hz, wz) ẑ symbols (clipped to the format's bound), and the symbols."""
         sym = np.clip(sym, -Z_SYMBOL_LIMIT, Z_SYMBOL_LIMIT)
         return self.z_coder.encode(sym, self.z_indexes(sym.shape)), sym
 

@@ -22,23 +22,45 @@ the background at q2 refines each part at its own trade-off. Nothing in the
 file changes and a decoder cannot tell a refined latent from g_a's: this is
 an encoder's choice, like a slower x265 preset.
 
+**Joint phase.** ẑ is g_a's guess too, made for the unrefined y. So the
+encoder first moves ẑ and y together (ẑ relaxed by SGA in its symbol units,
+μ and σ from the *float* h_s, ẑ's own bits from its factorized density in the
+loss), then rounds ẑ, lets the coder compute the exact integer μ, σ from it,
+and finishes with the y-only phase above::
+
+    v₀ = z·g_z − median ──► v ──► SGA_τ(v) + median = z̃·g_z ──► ÷g_z ──► float h_s ──► μ·g, σ·g ─┐
+    u₀ = y·g ───────────► u ──────────────────────────────────────────────────────────────┴► as above
+    loss += Σ −log2 P(z̃·g_z) / pixels  (factorized density)
+    ẑ symbols = round(v) ──► integer h_s ──► exact μ·g, σ·g ──► y-only phase from u
+
+The float h_s is the integer one before fixed-point rounding (μ agrees to
+about 0.01 step), so what the joint phase learns carries over. On two val
+photos, 20 joint + 20 y-only steps were 2.7% smaller (BD-rate) than 40 y-only
+steps; 10 + 10 did no better than 20 y-only (see EFFORT_STEPS).
+
 Large latents are refined tile by tile (the tiles of :mod:`sdc.models.codec`):
 each tile's kept cells move while its margin cells stay at their current
 values, and the loss covers the whole tile with its margin, which holds every
 pixel the kept cells reach. Memory stays bounded; tiles see each other's
-refined values in raster order.
+refined values in raster order. The joint phase needs the whole latent in one
+tile (a ẑ cell reaches μ of y cells in neighbouring tiles, refined against
+the old μ), so latents larger than a tile skip it.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from sdc.models.channel_context import ChannelContext
 from sdc.models.network import LAMBDAS, LATENT_STRIDE
 
-# Encoder effort (sdc encode --effort) -> refinement steps. BD-rate against
-# effort 1: 20 steps -7.6% on all val (results/rd_effort2.json); on 2 val
-# images, 20 steps -7.0% and 50 steps -8.7% (a one-off probe, session 6).
-EFFORT_STEPS = {1: 0, 2: 20, 3: 50}
+# Encoder effort (sdc encode --effort) -> steps of the joint (ẑ and y) phase and
+# of the y-only phase. y-only, 20 steps against effort 1: -7.6% BD-rate on all
+# val (results/rd_effort2.json at 960c9d95). Joint + y-only against y-only at
+# equal steps, on two val photos (session 7): 20 + 20 vs 40, -2.7%; 10 + 10 vs
+# 20, -0.1%: the joint phase pays only with enough steps, so effort 2 skips it.
+EFFORT_STEPS = {1: (0, 0), 2: (0, 20), 3: (20, 20)}
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically
 LEARNING_RATE = 0.05  # Adam step on u, in quantization steps
 SCALE_BOUND = 0.11  # the smallest σ·g the coder's table holds (compressai's bound)
@@ -69,17 +91,68 @@ def gaussian_bits(values: torch.Tensor, means: torch.Tensor, scales: torch.Tenso
     return -torch.log2((upper - lower).clamp_min(LIKELIHOOD_BOUND)).sum()
 
 
+class FactorizedDensity:
+    """z's factorized density (compressai's EntropyBottleneck, Ballé et al. 2018) in plain torch.
+
+    Reads the float parameters the weights file keeps beside the coder's
+    tables, so the encoder's joint refinement needs no compressai import.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], prefix: str = "entropy_bottleneck."):
+        def stack(kind):
+            found, i = [], 0
+            while f"{prefix}{kind}.{i}" in tensors:
+                found.append(tensors[f"{prefix}{kind}.{i}"].float())
+                i += 1
+            return found
+
+        self.matrices, self.biases, self.factors = stack("matrices"), stack("biases"), stack("factors")
+        if not self.matrices or len(self.biases) != len(self.matrices) or len(self.factors) != len(self.matrices) - 1:
+            raise KeyError(f"{prefix}matrices/biases/factors")
+
+    def _logits_cumulative(self, v: torch.Tensor) -> torch.Tensor:
+        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+            v = torch.matmul(torch.nn.functional.softplus(matrix), v) + bias
+            if i < len(self.factors):
+                v = v + torch.tanh(self.factors[i]) * torch.tanh(v)
+        return v
+
+    def bits(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ −log2 P(values) over unit bins; values: (N, ...) in units of z·g_z."""
+        v = values.reshape(values.shape[0], 1, -1)
+        lower, upper = self._logits_cumulative(v - 0.5), self._logits_cumulative(v + 0.5)
+        sign = -torch.sign(lower + upper).detach()  # evaluate the far tail where sigmoid is not saturated
+        likelihood = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
+        return -torch.log2(likelihood.clamp_min(LIKELIHOOD_BOUND)).sum()
+
+
+@dataclass
+class FloatHyperprior:
+    """What the joint phase needs to move ẑ: the float h_s and z's density and gain.
+
+    The integer h_s the coder runs is this h_s in fixed point (μ within about
+    2^-12 of it), so a ẑ that the float model likes, the integer one likes too.
+    """
+
+    h_s: torch.nn.Module
+    density: FactorizedDensity
+    median: torch.Tensor  # (N,) z's median, units of z·g_z (as the coder's int_z_median)
+
+
 class LatentRefiner:
-    """Refines y·g for one image given fixed hyperprior parameters (see the module docstring).
+    """Refines y·g (and, jointly, ẑ) for one image (see the module docstring).
 
     Args:
         g_s: the synthesis transform (float, channels_last).
         context: the float channel context, or None when the weights have none.
         scale_table: σ values of the coder's table (for the context's σ-index feature).
+        hyper: float hyperprior for the joint phase (None: y only).
     """
 
-    def __init__(self, g_s: torch.nn.Module, context: ChannelContext | None, scale_table: torch.Tensor):
+    def __init__(self, g_s: torch.nn.Module, context: ChannelContext | None, scale_table: torch.Tensor,
+                 hyper: FloatHyperprior | None = None):
         self.g_s, self.context, self.scale_table = g_s, context, scale_table.float()
+        self.hyper = hyper
 
     def _relaxed(self, u, means, scales, quantize):
         """(ỹ·g, μ', σ') of the tile, with the channel context if there is one."""
@@ -88,10 +161,31 @@ class LatentRefiner:
             return y_tilde, mu, sigma
         return quantize(u - means) + means, means, scales
 
+    def _objective(self, u, means, scales, quantize, inv_gain, target, pixel_lam, moved):
+        """(λ-weighted squared error summed over pixels, bits of ỹ at the `moved` cells)."""
+        rows, cols = target.shape[-2:]
+        y_tilde, mu, sigma = self._relaxed(u, means, scales, quantize)
+        x_hat = self.g_s((y_tilde * inv_gain).contiguous(memory_format=torch.channels_last))[:, :, :rows, :cols]
+        distortion = (pixel_lam * (x_hat - target).pow(2).mean(1)).sum()
+        moved = moved.expand_as(y_tilde)
+        return distortion, gaussian_bits(y_tilde[moved], mu[moved], sigma[moved])
+
+    @staticmethod
+    def _schedule(opt, step, steps):
+        """τ of this step; sets Adam's step size (linear decay to a tenth)."""
+        progress = step / max(1, steps - 1)
+        for group in opt.param_groups:
+            group["lr"] = LEARNING_RATE * (1 - 0.9 * progress)
+        return TAU_START * (TAU_END / TAU_START) ** progress
+
+    @staticmethod
+    def _pixel_lambdas(qmap):
+        return torch.tensor(LAMBDAS, dtype=torch.float32)[qmap.clone()] * 255.0**2
+
     def refine(self, x: torch.Tensor, u0: torch.Tensor, means: torch.Tensor, scales: torch.Tensor,
                inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int, steps: int,
                tiles) -> torch.Tensor:
-        """Refined y·g, (M, h, w) float64.
+        """Refined y·g with ẑ fixed, (M, h, w) float64.
 
         x: (3, H', W') padded image in [0, 1]; u0: g_a's y·g; means, scales: μ·g, σ·g
         from ẑ (quantization steps); inv_gain: (M, h, w) g'; qmap: (h, w) 0-based
@@ -100,7 +194,7 @@ class LatentRefiner:
         with torch.inference_mode(False), torch.enable_grad():
             u = u0.detach().float().clone()
             means, scales, inv_gain = means.float().clone(), scales.float().clone(), inv_gain.float().clone()
-            lam = torch.tensor(LAMBDAS, dtype=torch.float32)[qmap.clone()] * 255.0**2
+            lam = self._pixel_lambdas(qmap)
             x = x.float().clone()
             generator = torch.Generator().manual_seed(0)
             for kept, box in tiles:
@@ -126,23 +220,53 @@ class LatentRefiner:
         param = fixed.clone().requires_grad_(True)
         opt = torch.optim.Adam([param], lr=LEARNING_RATE)
         for step in range(steps):
-            progress = step / max(1, steps - 1)
-            tau = TAU_START * (TAU_END / TAU_START) ** progress
-            for group in opt.param_groups:  # linear decay to a tenth
-                group["lr"] = LEARNING_RATE * (1 - 0.9 * progress)
+            tau = self._schedule(opt, step, steps)
             moving = torch.where(mask, param, fixed)
 
             def quantize(v, tau=tau):  # margin cells round as the coder will
                 return torch.where(mask, sga_round(v, tau, generator), torch.round(v))
 
-            y_tilde, mu, sigma = self._relaxed(moving, tile_means, tile_scales, quantize)
-            x_hat = self.g_s((y_tilde * tile_inv).contiguous(memory_format=torch.channels_last))[:, :, :rows, :cols]
-            distortion = (pixel_lam * (x_hat - target).pow(2).mean(1)).sum() / pixels
-            moved = mask.expand_as(y_tilde)
-            bits = gaussian_bits(y_tilde[moved], mu[moved], sigma[moved])
-            loss = distortion + bits / pixels
+            distortion, bits = self._objective(moving, tile_means, tile_scales, quantize, tile_inv, target,
+                                               pixel_lam, mask)
+            loss = (distortion + bits) / pixels
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         with torch.no_grad():
             u[area] = torch.where(mask, param, fixed)[0]
+
+    def refine_jointly(self, x: torch.Tensor, u0: torch.Tensor, v0: torch.Tensor, z_gain: torch.Tensor,
+                       gain: torch.Tensor, inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int,
+                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refined (y·g, ẑ symbols) of a whole latent: ẑ moves too (the joint phase).
+
+        v0: (N, hz, wz) g_a's z·g_z − median, the ẑ symbols before rounding;
+        z_gain: (N,) g_z; gain, inv_gain: (M, h, w) g and g'. The bits of ẑ join
+        the loss, and μ·g, σ·g come from the float h_s of the relaxed ẑ. Returns
+        y·g (M, h, w) float64 and the rounded ẑ symbols (N, hz, wz) int64.
+        """
+        hyper = self.hyper
+        with torch.inference_mode(False), torch.enable_grad():
+            x, gain, inv_gain = x.float().clone()[None], gain.float().clone()[None], inv_gain.float().clone()[None]
+            z_gain, median = z_gain.float().clone().view(-1, 1, 1), hyper.median.float().view(-1, 1, 1)
+            target = x[:, :, :height, :width]
+            pixel_lam = self._pixel_lambdas(qmap).repeat_interleave(LATENT_STRIDE, 0).repeat_interleave(
+                LATENT_STRIDE, 1)[:height, :width]
+            pixels = float(height * width)
+            moved = torch.ones((1, 1) + tuple(u0.shape[1:]), dtype=torch.bool)
+            u = u0.detach().float().clone()[None].requires_grad_(True)
+            v = v0.detach().float().clone().requires_grad_(True)
+            opt = torch.optim.Adam([u, v], lr=LEARNING_RATE)
+            generator = torch.Generator().manual_seed(0)
+            for step in range(steps):
+                tau = self._schedule(opt, step, steps)
+                z_tilde = sga_round(v, tau, generator) + median  # ẑ·g_z
+                scales, means = hyper.h_s((z_tilde / z_gain)[None]).chunk(2, 1)
+                distortion, bits = self._objective(u, means * gain, scales * gain,
+                                                   lambda t, tau=tau: sga_round(t, tau, generator),
+                                                   inv_gain, target, pixel_lam, moved)
+                loss = (distortion + bits + hyper.density.bits(z_tilde)) / pixels
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            return u.detach()[0].double(), torch.round(v.detach()).to(torch.int64)
