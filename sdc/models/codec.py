@@ -119,7 +119,8 @@ class SDCCodec:
         self._inv_gain = self.net.inv_gain
         # Only what the refiner needs later, not the whole weights file.
         self._refine_tensors = {k: v for k, v in tensors.items()
-                                                if k.startswith(("context.", "h_s.", "entropy_bottleneck.")) or k == "gaussian_conditional.scale_table"}
+                                if k.startswith(("context.", "h_s.", "entropy_bottleneck."))
+                                or k == "gaussian_conditional.scale_table"}
         self._context_slices = int(arch.get("context_slices", 0))
 
     # -- helpers ------------------------------------------------------------------
@@ -158,10 +159,13 @@ class SDCCodec:
                 context = ChannelContext(self.net.M, self._context_slices, hidden)
                 context.load_state_dict({k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")})
                 context.requires_grad_(False)
-            h_s = build_h_s(self.net.N, self.net.M)
-            h_s.load_state_dict({k[len("h_s."):]: v for k, v in tensors.items() if k.startswith("h_s.")})
-            h_s.requires_grad_(False)
-            hyper = FloatHyperprior(h_s, FactorizedDensity(tensors), self.latent.z_median)
+            try:  # the joint phase's float hyperprior; weights without its tensors refine y only
+                h_s = build_h_s(self.net.N, self.net.M)
+                h_s.load_state_dict({k[len("h_s."):]: v for k, v in tensors.items() if k.startswith("h_s.")})
+                h_s.requires_grad_(False)
+                hyper = FloatHyperprior(h_s, FactorizedDensity(tensors), self.latent.z_median)
+            except (KeyError, RuntimeError):
+                hyper = None
         self.net.requires_grad_(False)
         return LatentRefiner(self.net.g_s, context, tensors["gaussian_conditional.scale_table"], hyper)
 
@@ -184,7 +188,7 @@ class SDCCodec:
         z = self.net.h_a(y)[0]
         qz = self._z_quality(gmap, qmap)
         y_gained = y[0].double() * self.latent.gains(qmap)
-        if joint_steps > 0 and max(gmap.shape) <= self.refine_tile:
+        if joint_steps > 0 and max(gmap.shape) <= self.refine_tile and self.refiner.hyper is not None:
             y_gained, z_symbols = self.refiner.refine_jointly(
                 x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), self.latent.gains(qmap),
                 self._inv_gain[qmap].permute(2, 0, 1), qmap, height, width, joint_steps)
