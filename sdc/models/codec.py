@@ -187,18 +187,20 @@ class SDCCodec:
         y = self._analysis(x)
         z = self.net.h_a(y)[0]
         qz = self._z_quality(gmap, qmap)
-        y_gained = y[0].double() * self.latent.gains(qmap)
+        gains = self.latent.gains(qmap)
+        y_gained = y[0].double() * gains
+        inv_gain = self._inv_gain[qmap].permute(2, 0, 1) if joint_steps or refine_steps else None
         if joint_steps > 0 and max(gmap.shape) <= self.refine_tile and self.refiner.hyper is not None:
             y_gained, z_symbols = self.refiner.refine_jointly(
-                x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), self.latent.gains(qmap),
-                self._inv_gain[qmap].permute(2, 0, 1), qmap, height, width, joint_steps)
+                x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), gains,
+                inv_gain, qmap, height, width, joint_steps)
             hyper, z_symbols = self.latent.encode_z_symbols(z_symbols.numpy())
         else:
             hyper, z_symbols = self.latent.encode_z(z, qz)
         hp = self.latent.hyper_params(z_symbols, qz, qmap)
         if refine_steps > 0:
             y_gained = self.refiner.refine(
-                x[0], y_gained, hp.means, hp.scales, self._inv_gain[qmap].permute(2, 0, 1),
+                x[0], y_gained, hp.means, hp.scales, inv_gain,
                 qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)

@@ -181,7 +181,14 @@ class LatentRefiner:
 
     @staticmethod
     def _pixel_lambdas(qmap):
+        """(h, w) λ·255² of each latent cell's quality."""
         return torch.tensor(LAMBDAS, dtype=torch.float32)[qmap.clone()] * 255.0**2
+
+    @staticmethod
+    def _per_pixel(lam, rows, cols):
+        """Latent-cell λs spread over the cells' 16x16 pixels, cropped to rows x cols."""
+        s = LATENT_STRIDE
+        return lam.repeat_interleave(s, 0).repeat_interleave(s, 1)[:rows, :cols]
 
     def refine(self, x: torch.Tensor, u0: torch.Tensor, means: torch.Tensor, scales: torch.Tensor,
                inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int, steps: int,
@@ -216,7 +223,7 @@ class LatentRefiner:
         tile_means, tile_scales = means[area][None], scales[area][None]
         tile_inv = inv_gain[area][None]
         target = x[:, R0 * s:R0 * s + rows, C0 * s:C0 * s + cols][None]
-        pixel_lam = lam[R0:R1, C0:C1].repeat_interleave(s, 0).repeat_interleave(s, 1)[:rows, :cols]
+        pixel_lam = self._per_pixel(lam[R0:R1, C0:C1], rows, cols)
         pixels = float(mask.sum()) * s * s  # scales both terms alike: sets only Adam's step size
         param = fixed.clone().requires_grad_(True)
         opt = torch.optim.Adam([param], lr=LEARNING_RATE)
@@ -251,8 +258,7 @@ class LatentRefiner:
             x, gain, inv_gain = x.float().clone()[None], gain.float().clone()[None], inv_gain.float().clone()[None]
             z_gain, median = z_gain.float().clone().view(-1, 1, 1), hyper.median.float().view(-1, 1, 1)
             target = x[:, :, :height, :width]
-            pixel_lam = self._pixel_lambdas(qmap).repeat_interleave(LATENT_STRIDE, 0).repeat_interleave(
-                LATENT_STRIDE, 1)[:height, :width]
+            pixel_lam = self._per_pixel(self._pixel_lambdas(qmap), height, width)
             pixels = float(height * width)
             moved = torch.ones((1, 1) + tuple(u0.shape[1:]), dtype=torch.bool)
             u = u0.detach().float().clone()[None].requires_grad_(True)
