@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import g_s_res_in
+from sdc.models.layers import g_s_res_in, has_bypass
 from sdc.models.network import LAMBDAS, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, remap_log_gains
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
@@ -186,6 +186,8 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
     dropped = sorted(set(g_s_res_in(state)) - set(net.g_s_res))
     if dropped:
         raise SystemExit(f"{path} has g_s residual blocks after {dropped}; keep them with --g-s-res")
+    if has_bypass(state) and not net.bypass:
+        raise SystemExit(f"{path} has a patch bypass; keep it with --bypass")
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(ENTROPY_TABLE_KEYS)]
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
@@ -208,6 +210,8 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
             setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
     if args.g_s_res is None:
         args.g_s_res = tuple(known.get("g_s_res", ()))
+    if args.bypass is None:
+        args.bypass = bool(known.get("bypass", False))
 
 
 def main(argv=None) -> None:
@@ -225,8 +229,12 @@ def main(argv=None) -> None:
                    help="positions in g_s after which a residual block sits, e.g. 1,3 (1: after the first inverse "
                    "GDN, at 1/8 resolution; 3: 1/4; 5: 1/2); blocks missing from --init start as the identity "
                    "(default: the run's, else --init's, else none)")
+    p.add_argument("--bypass", action=argparse.BooleanOptionalAction, default=None,
+                   help="add a linear 16x16 patch path beside g_a and g_s, starting at zero "
+                        "(default: as the run or --init has it)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
-                   help="learning-rate multiplier of the context (it starts from zero in a trained model)")
+                   help="learning-rate multiplier of the parts that start from zero in a trained model: "
+                        "the context and the patch bypass")
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
     p.add_argument("--steps", type=int, default=100_000, help="planned total steps (sets the LR decay)")
     p.add_argument("--until", help="wall-clock end, e.g. 07:35 (UTC, today): the LR schedule follows elapsed time "
@@ -261,8 +269,10 @@ def main(argv=None) -> None:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]
-    base_params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles") and not n.startswith("context.")]
-    ctx_params = [p_ for n, p_ in net.named_parameters() if n.startswith("context.")]
+    # Parts that start at zero (context, patch bypass) learn at --context-lr-scale x the LR.
+    fast = ("context.", "g_a.bypass.", "g_s.bypass.")
+    base_params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles") and not n.startswith(fast)]
+    ctx_params = [p_ for n, p_ in net.named_parameters() if n.startswith(fast)]
     aux_params = [p_ for n, p_ in net.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(base_params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
@@ -280,6 +290,9 @@ def main(argv=None) -> None:
         if run_res != args.g_s_res:
             raise SystemExit(f"{ckpt_path} has g_s residual blocks after {list(run_res) or 'none'}; resume without "
                              "--g-s-res (or start a new run with --init to add blocks)")
+        if bool(ck.get("config", {}).get("bypass", False)) != args.bypass:
+            raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
+                             "--bypass/--no-bypass (or start a new run with --init to add one)")
         run_widths = {key: ck.get("config", {}).get(key, getattr(args, key)) for key in ("N", "M")}
         if run_widths != {"N": args.N, "M": args.M}:
             raise SystemExit(f"{ckpt_path} is an N={run_widths['N']}, M={run_widths['M']} network; resume with "
@@ -322,7 +335,7 @@ def main(argv=None) -> None:
             "config": {"N": args.N, "M": args.M, "init": args.init, "init_training": init_training,
                        "crop": args.crop, "batch": args.batch,
                        "lambdas": list(LAMBDAS), "context_slices": args.context_slices,
-                       "g_s_res": list(args.g_s_res)},
+                       "g_s_res": list(args.g_s_res), "bypass": args.bypass},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

@@ -43,6 +43,44 @@ def val_image(shared) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def crops(shared):
+    """Two 128x128 val crops as a (2, 3, 128, 128) float batch in [0, 1]."""
+    import torch
+
+    rgb = [load_rgb(shared / "data" / "val" / name, (128, 128)) for name in ("wiki_001.png", "wiki_016.png")]
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255
+
+
+@pytest.fixture
+def tiny_training(tmp_path, shared):
+    """Arguments for `sdc.train.main` on two 128x128 val crops (64-pixel crops, batch 2, one
+    thread), with --run tmp_path/run, and a copy of the shipped weights to start from."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, name in enumerate(("wiki_001.png", "wiki_016.png")):
+        Image.fromarray(load_rgb(shared / "data" / "val" / name, (128, 128))).save(data / f"{i}.png")
+    init_dir = tmp_path / "init"  # a copy: tests may replace its manifest, as an export over weights/ does
+    shutil.copytree(REPO / "weights", init_dir)
+    args = ["--run", str(tmp_path / "run"), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
+            "--threads", "1", "--log-every", "1", "--val-every", "1000"]
+    return {"args": args, "data": data, "run": tmp_path / "run", "init": init_dir / "sdc.safetensors"}
+
+
+def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False):
+    """The trainable SDCNet (eval mode) holding a weights file's float tensors, grown by
+    g_s residual blocks and/or a patch bypass (which start as no-ops)."""
+    from sdc.models.network import SDCNet
+    from sdc.train import ENTROPY_TABLE_KEYS
+
+    net = SDCNet(arch["N"], arch["M"], context_slices=arch["context_slices"], g_s_res=g_s_res, bypass=bypass)
+    state = {k: v for k, v in tensors.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    net.load_state_dict(state, strict=False)
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
 def codec():
     from sdc.models.codec import default_codec
 

@@ -3,7 +3,6 @@ and the weights they produce export, load and decode through the inference codec
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ import torch
 from sdc.errors import BadInputError
 from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
-from sdc.models.network import SDCNet, latent_shape
-from conftest import REPO, load_rgb
+from sdc.models.network import latent_shape
+from conftest import REPO, float_net, load_rgb
 
 VAL = ["wiki_001.png", "wiki_016.png"]
 
@@ -25,25 +24,10 @@ def shipped():
     return load_weights(REPO / "weights")
 
 
-@pytest.fixture(scope="module")
-def crops(shared):
-    rgb = [load_rgb(shared / "data" / "val" / name, (128, 128)) for name in VAL]
-    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255
-
-
-def _float_net(tensors, arch, g_s_res):
-    from sdc.train import ENTROPY_TABLE_KEYS
-
-    net = SDCNet(arch["N"], arch["M"], context_slices=arch["context_slices"], g_s_res=g_s_res)
-    state = {k: v for k, v in tensors.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
-    net.load_state_dict(state, strict=False)
-    return net.eval()
-
-
 def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradients(shipped, crops):
     tensors, manifest = shipped
     arch = manifest["architecture"]
-    plain, grown = _float_net(tensors, arch, ()), _float_net(tensors, arch, (1, 3))
+    plain, grown = float_net(tensors, arch, ()), float_net(tensors, arch, (1, 3))
     qmap = torch.full((len(crops), 8, 8), 6)
     with torch.no_grad():
         assert torch.equal(plain(crops, qmap)["x_hat"], grown(crops, qmap)["x_hat"])
@@ -59,7 +43,7 @@ def test_widening_keeps_the_blocks(shipped, crops):
     tensors, manifest = shipped
     arch = manifest["architecture"]
     M, slices = arch["M"], arch["context_slices"]
-    state = {k: v for k, v in _float_net(tensors, arch, (3,)).state_dict().items() if not k.endswith("_cdf")}
+    state = {k: v for k, v in float_net(tensors, arch, (3,)).state_dict().items() if not k.endswith("_cdf")}
     state["g_s.r3.conv_b.weight"] = torch.randn_like(state["g_s.r3.conv_b.weight"])
     wide = widen_state(state, arch["N"], M, M + 2 * (M // slices), slices, slices + 2, crops)
     assert torch.equal(wide["g_s.r3.conv_b.weight"], state["g_s.r3.conv_b.weight"])
@@ -69,7 +53,7 @@ def test_inference_codec_runs_the_blocks_like_the_training_network(shipped, crop
     tensors, manifest = shipped
     arch = dict(manifest["architecture"], g_s_res=[1, 3])
     torch.manual_seed(0)
-    grown = _float_net(tensors, arch, (1, 3))
+    grown = float_net(tensors, arch, (1, 3))
     for name in ("r1", "r3"):
         torch.nn.init.normal_(grown.g_s.get_submodule(name).conv_b.weight, std=0.02)
     with_blocks = dict(tensors, **{k: v for k, v in grown.state_dict().items() if k.startswith("g_s.r")})
@@ -77,7 +61,7 @@ def test_inference_codec_runs_the_blocks_like_the_training_network(shipped, crop
     y = grown.g_a(crops)
     with torch.no_grad():
         expected, got = grown.g_s(y), codec.net.g_s(y.contiguous(memory_format=torch.channels_last))
-        plain = _float_net(tensors, arch, ()).g_s(y)
+        plain = float_net(tensors, arch, ()).g_s(y)
     assert (expected - plain).abs().max() > 1e-2  # the blocks matter...
     assert torch.allclose(got, expected, atol=1e-4)  # ...and run the same in the codec
     # Blocks and manifest must agree, both ways.
@@ -87,22 +71,13 @@ def test_inference_codec_runs_the_blocks_like_the_training_network(shipped, crop
         SDCCodec(tensors=tensors, manifest=dict(manifest, architecture=arch))
 
 
-def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shared, one_thread):
-    from PIL import Image
-
+def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shared, tiny_training, one_thread):
     from sdc.export import main as export
     from sdc.train import main as train
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for i, name in enumerate(VAL):
-        Image.fromarray(load_rgb(shared / "data" / "val" / name, (128, 128))).save(data / f"{i}.png")
-    run = tmp_path / "run"
-    base = ["--run", str(run), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
-            "--threads", "1", "--log-every", "1", "--val-every", "1000"]
-    init_dir = tmp_path / "init"  # a copy: its manifest is replaced below, as an export over weights/ does
-    shutil.copytree(REPO / "weights", init_dir)
-    shipped_file = str(init_dir / "sdc.safetensors")
+    base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
+    init_dir = tiny_training["init"].parent
+    shipped_file = str(tiny_training["init"])
     before = json.loads((init_dir / "manifest.json").read_text())["training"]
     with pytest.raises(SystemExit, match=r"not \[2\]"):
         train(base + ["--init", shipped_file, "--g-s-res", "2", "--run", str(tmp_path / "bad"), "--steps", "1"])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,12 +11,6 @@ from sdc.models.widen import widen_state
 from conftest import REPO, load_rgb
 
 VAL = ["wiki_001.png", "wiki_016.png"]
-
-
-@pytest.fixture(scope="module")
-def crops(shared):
-    rgb = [load_rgb(shared / "data" / "val" / name, (128, 128)) for name in VAL]
-    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).float() / 255
 
 
 @pytest.fixture(scope="module")

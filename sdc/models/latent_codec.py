@@ -210,7 +210,6 @@ class GroupedLatentCodec:
 
     def decode_groups(self, streams: dict[str, bytes], hp: HyperParams, group_map: np.ndarray) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         """ŷ·g for all positions (the prediction μ'·g where a group is absent) and the decoded symbols per group."""
-        M, P = self.M, hp.means_2x[0].numel()
         masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in streams}
         decoders = {}
         for lv, data in streams.items():

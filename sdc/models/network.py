@@ -89,10 +89,12 @@ class SDCNet(nn.Module):
         context_slices, context_hidden: the channel-conditional context (0: none).
         g_s_res: positions in g_s followed by a residual block (see
             :func:`sdc.models.layers.synthesis`).
+        bypass: a linear 16x16 patch path beside g_a and g_s (see
+            :class:`sdc.models.layers.Bypassed`).
     """
 
     def __init__(self, N: int = 64, M: int = 96, num_qualities: int = len(LAMBDAS), context_slices: int = 0,
-                 context_hidden: int = 64, g_s_res: tuple[int, ...] = ()):
+                 context_hidden: int = 64, g_s_res: tuple[int, ...] = (), bypass: bool = False):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
         from compressai.layers import GDN
@@ -100,8 +102,8 @@ class SDCNet(nn.Module):
 
         self.N, self.M, self.num_qualities = N, M, num_qualities
         self.context_slices, self.context_hidden = context_slices, context_hidden
-        self.g_s_res = tuple(g_s_res)
-        for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv), self.g_s_res).items():
+        self.g_s_res, self.bypass = tuple(g_s_res), bool(bypass)
+        for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv), self.g_s_res, self.bypass).items():
             setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
@@ -116,7 +118,7 @@ class SDCNet(nn.Module):
     def from_config(cls, config: dict) -> "SDCNet":
         """The network a checkpoint's config or a manifest's architecture describes (same keys)."""
         return cls(config.get("N", 64), config.get("M", 96), context_slices=config.get("context_slices", 0),
-                   g_s_res=tuple(config.get("g_s_res") or ()))
+                   g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)))
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ Where each tensor goes (M old channels, E = M' - M new ones, appended last)::
     g_a.6  (M'×N conv)      old rows copied; new rows random, scaled down
     g_s.0  (M'→N deconv)    old input rows copied; new input rows zero  ─► x̂ unchanged
     h_a.0  (N×M' conv)      new input columns zero                       ─► z unchanged
+    g_a/g_s.bypass          old rows copied; new rows zero (if present)
     h_s    widths M', 3M'/2, 2M': new hidden units random in, zero out;
            output = [σ (M') | μ (M')]: old rows copied to their places,
            new σ rows: zero weights, bias = start σ; new μ rows zero
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import g_s_res_in
+from sdc.models.layers import g_s_res_in, has_bypass
 from sdc.models.network import SDCNet
 
 # New y channels start at this fraction of the old channels' RMS: big enough
@@ -61,7 +62,7 @@ def widen_state(state: dict[str, torch.Tensor], N: int, M: int, new_M: int, slic
         raise ValueError(f"context slices of {M}/{slices} channels cannot become {new_M}/{new_slices}")
     torch.manual_seed(seed)
     wide = SDCNet(N, new_M, num_qualities=state["log_gain"].shape[0], context_slices=new_slices,
-                  g_s_res=g_s_res_in(state))
+                  g_s_res=g_s_res_in(state), bypass=has_bypass(state))
     out = {k: v.clone() for k, v in wide.state_dict().items()}
     old_ch, new_ch = list(range(M)), list(range(M, new_M))
 
@@ -79,6 +80,10 @@ def widen_state(state: dict[str, torch.Tensor], N: int, M: int, new_M: int, slic
     # g_s and h_a: the new channels are not read yet.
     out["g_s.0.weight"].zero_()
     _rows(out["g_s.0.weight"], state["g_s.0.weight"], old_ch)
+    if has_bypass(state):  # the patch bypass neither writes nor reads the new channels yet
+        for key in ("g_a.bypass.weight", "g_a.bypass.bias", "g_s.bypass.weight"):
+            out[key].zero_()
+            _rows(out[key], state[key], old_ch)
     out["h_a.0.weight"].zero_()
     _rows(out["h_a.0.weight"], state["h_a.0.weight"], old_ch, dim=1)
 
