@@ -84,6 +84,7 @@ METHODS = {
     "Gaussian 2 + Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=2, fade=16),
     "no low-pass, Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=0, fade=16),
     "Gaussian 4 + Telea, fade 8": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=8),
+    "Gaussian 4 + Telea, fade 4": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=4),
 }
 
 
