@@ -43,6 +43,14 @@ def val_image(shared) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def shipped():
+    """(tensors, manifest) of the shipped weights, hash-checked."""
+    from sdc.models.weights import load_weights
+
+    return load_weights(REPO / "weights")
+
+
+@pytest.fixture(scope="session")
 def crops(shared):
     """Two 128x128 val crops as a (2, 3, 128, 128) float batch in [0, 1]."""
     import torch

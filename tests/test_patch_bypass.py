@@ -13,14 +13,7 @@ from sdc.errors import BadInputError
 from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
 from sdc.models.network import latent_shape
-from conftest import REPO, float_net, load_rgb
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    from sdc.models.weights import load_weights
-
-    return load_weights(REPO / "weights")
+from conftest import float_net, load_rgb
 
 
 def _with_random_bypass(tensors, arch, seed=0):

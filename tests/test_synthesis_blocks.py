@@ -12,16 +12,9 @@ from sdc.errors import BadInputError
 from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
 from sdc.models.network import latent_shape
-from conftest import REPO, float_net, load_rgb
+from conftest import float_net, load_rgb
 
 VAL = ["wiki_001.png", "wiki_016.png"]
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    from sdc.models.weights import load_weights
-
-    return load_weights(REPO / "weights")
 
 
 def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradients(shipped, crops):
