@@ -72,7 +72,7 @@ def tiny_training(tmp_path, shared):
     init_dir = tmp_path / "init"  # a copy: tests may replace its manifest, as an export over weights/ does
     shutil.copytree(REPO / "weights", init_dir)
     args = ["--run", str(tmp_path / "run"), "--train", str(data), "--val", str(data), "--crop", "64", "--batch", "2",
-            "--threads", "1", "--log-every", "1", "--val-every", "1000"]
+            "--threads", "1", "--log-every", "1", "--val-every", "1000", "--no-compile"]
     return {"args": args, "data": data, "run": tmp_path / "run", "init": init_dir / "sdc.safetensors"}
 
 

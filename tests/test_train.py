@@ -65,7 +65,7 @@ def test_training_resumes_and_refuses_a_run_of_another_ladder(tmp_path, tiny_dat
 
     run = tmp_path / "run"
     common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64",
-              "--batch", "2", "--threads", "1", "--log-every", "1", "--val-every", "1000"]
+              "--batch", "2", "--threads", "1", "--log-every", "1", "--val-every", "1000", "--no-compile"]
     main(common + ["--steps", "2"])
     ck = torch.load(run / "ckpt.pt", weights_only=True)
     assert ck["step"] == 2 and ck["config"]["lambdas"] == pytest.approx(LAMBDAS)
@@ -82,3 +82,46 @@ def test_training_resumes_and_refuses_a_run_of_another_ladder(tmp_path, tiny_dat
     torch.save(ck, run / "ckpt.pt")
     with pytest.raises(SystemExit, match="other λs"):
         main(common + ["--steps", "4"])
+
+
+def test_compile_failure_falls_back_to_eager_training(tmp_path, tiny_data, one_thread, monkeypatch, capsys):
+    """--compile on a machine where inductor cannot build (no C++ compiler): one line, then eager steps."""
+    from sdc.train import main
+
+    calls = []
+
+    def broken_compile(module, **kwargs):
+        def run(*args):
+            calls.append(len(args))
+            raise RuntimeError("InductorError: no working C++ compiler found\nmore detail")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    run = tmp_path / "run"
+    main(["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64", "--batch", "2",
+          "--threads", "1", "--log-every", "1", "--val-every", "1000", "--steps", "3", "--compile"])
+    out = capsys.readouterr().out
+    assert calls == [2]  # tried once, never again
+    assert out.count("torch.compile failed (RuntimeError: InductorError: no working C++ compiler found)") == 1
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) for r in records if "loss" in r)
+
+
+def test_a_resumed_optimizer_keeps_the_fused_kernel():
+    """Optimizer.load_state_dict restores the saved groups' options, so a checkpoint of a
+    run from before fused Adam would silently turn it off again without keep_fused."""
+    from sdc.train import adam, keep_fused
+
+    w = torch.nn.Parameter(torch.ones(4))
+    old = torch.optim.Adam([w], lr=1e-3)  # as runs before fused Adam saved it
+    w.grad = torch.ones(4)
+    old.step()
+    opt = adam([w], 1e-3)
+    opt.load_state_dict(old.state_dict())
+    assert not opt.param_groups[0]["fused"]
+    keep_fused(opt)
+    assert opt.param_groups[0]["fused"]
+    before = w.detach().clone()
+    opt.step()
+    assert torch.allclose(w.detach(), before - 1e-3, atol=1e-6)  # Adam's second step on a constant gradient
