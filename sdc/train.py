@@ -229,7 +229,7 @@ def keep_fused(opt: torch.optim.Optimizer) -> None:
 class CompiledForward:
     """The network's forward through torch.compile (inductor), for training.
 
-    With fused Adam, 9% (1 thread) to 14% (2 threads) less time per step here
+    With fused Adam, about 8% (1 thread) and 14% (2 threads) less time per step here
     (mean over interleaved steps, benchmarks/results/train_step.json: it fuses
     the GDN, gain and likelihood element-wise ops that eager runs one by
     one), after a one-off compile of about 90 s. Inductor needs a C++ compiler; if
@@ -310,7 +310,7 @@ def main(argv=None) -> None:
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the training forward through torch.compile (default): with fused Adam about 9%% "
+                   help="run the training forward through torch.compile (default): with fused Adam about 8%% "
                         "(1 thread) to 14%% (2 threads) less time per step, after a one-off compile of about "
                         "90 s; --no-compile for runs of a few steps")
     args = p.parse_args(argv)
