@@ -6,10 +6,10 @@ composer replaces those pixels, and only those:
 
 =========== ============================================================
 "none"      return the decode as is
-"smooth"    offline default: deblock the hyperprior fill and continue the
-            decoded pixels into the hole near the seam (OpenCV Telea),
-            deterministic, ~0.2 s, no download; see :mod:`sdc.compose.smooth`
-            for the measurements behind it
+"smooth"    offline default: deblock the hyperprior fill (a Gaussian low-pass;
+            optionally continue the decoded pixels into the hole near the
+            seam with OpenCV Telea), deterministic, ~0.2 s, no download; see
+            :mod:`sdc.compose.smooth` for the measurements behind it
 "diffusion" text-guided inpainting with a diffusers inpainting pipeline,
             prompted with the file's caption (:mod:`sdc.compose.diffusion`);
             its weights must be local unless downloads are allowed, else a
