@@ -51,6 +51,16 @@ def shipped():
 
 
 @pytest.fixture(scope="session")
+def shipped_plain(shipped):
+    """The shipped weights without the optional parts that start at zero (patch bypass, g_s
+    blocks), as (tensors, manifest): trained weights that a test can add those parts to,
+    whether or not the shipped ones have them."""
+    tensors, manifest = shipped
+    kept = {k: v for k, v in tensors.items() if ".bypass." not in k and not k.startswith("g_s.r")}
+    return kept, dict(manifest, architecture=dict(manifest["architecture"], bypass=False, g_s_res=[]))
+
+
+@pytest.fixture(scope="session")
 def crops(shared):
     """Two 128x128 val crops as a (2, 3, 128, 128) float batch in [0, 1]."""
     import torch

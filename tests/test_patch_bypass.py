@@ -25,8 +25,8 @@ def _with_random_bypass(tensors, arch, seed=0):
     return net, dict(tensors, **{k: v for k, v in net.state_dict().items() if ".bypass." in k})
 
 
-def test_bypass_added_to_trained_weights_changes_nothing_and_both_halves_learn(shipped, crops):
-    tensors, manifest = shipped
+def test_bypass_added_to_trained_weights_changes_nothing_and_both_halves_learn(shipped_plain, crops):
+    tensors, manifest = shipped_plain
     arch = manifest["architecture"]
     plain, grown = float_net(tensors, arch), float_net(tensors, arch, bypass=True)
     qmap = torch.full((len(crops), 8, 8), 6)
@@ -40,8 +40,8 @@ def test_bypass_added_to_trained_weights_changes_nothing_and_both_halves_learn(s
     assert grown.g_a.bypass.weight.grad.abs().max() > 0
 
 
-def test_inference_codec_runs_the_bypass_like_the_training_network_also_tiled(shipped, crops, one_thread):
-    tensors, manifest = shipped
+def test_inference_codec_runs_the_bypass_like_the_training_network_also_tiled(shipped_plain, crops, one_thread):
+    tensors, manifest = shipped_plain
     arch = dict(manifest["architecture"], bypass=True)
     net, with_bypass = _with_random_bypass(tensors, arch)
     codec = SDCCodec(tensors=with_bypass, manifest=dict(manifest, architecture=arch))
@@ -64,10 +64,10 @@ def test_inference_codec_runs_the_bypass_like_the_training_network_also_tiled(sh
         SDCCodec(tensors=tensors, manifest=dict(manifest, architecture=arch))
 
 
-def test_widening_keeps_the_bypass_and_leaves_new_channels_out_of_it(shipped, crops):
+def test_widening_keeps_the_bypass_and_leaves_new_channels_out_of_it(shipped_plain, crops):
     from sdc.models.widen import widen_state
 
-    tensors, manifest = shipped
+    tensors, manifest = shipped_plain
     arch = manifest["architecture"]
     M, slices = arch["M"], arch["context_slices"]
     net, _ = _with_random_bypass(tensors, arch)

@@ -17,8 +17,8 @@ from conftest import float_net, load_rgb
 VAL = ["wiki_001.png", "wiki_016.png"]
 
 
-def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradients(shipped, crops):
-    tensors, manifest = shipped
+def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradients(shipped_plain, crops):
+    tensors, manifest = shipped_plain
     arch = manifest["architecture"]
     plain, grown = float_net(tensors, arch, ()), float_net(tensors, arch, (1, 3))
     qmap = torch.full((len(crops), 8, 8), 6)
@@ -30,10 +30,10 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
         assert grown.g_s.get_submodule(name).conv_b.weight.grad.abs().max() > 0
 
 
-def test_widening_keeps_the_blocks(shipped, crops):
+def test_widening_keeps_the_blocks(shipped_plain, crops):
     from sdc.models.widen import widen_state
 
-    tensors, manifest = shipped
+    tensors, manifest = shipped_plain
     arch = manifest["architecture"]
     M, slices = arch["M"], arch["context_slices"]
     state = {k: v for k, v in float_net(tensors, arch, (3,)).state_dict().items() if not k.endswith("_cdf")}
@@ -42,8 +42,8 @@ def test_widening_keeps_the_blocks(shipped, crops):
     assert torch.equal(wide["g_s.r3.conv_b.weight"], state["g_s.r3.conv_b.weight"])
 
 
-def test_inference_codec_runs_the_blocks_like_the_training_network(shipped, crops):
-    tensors, manifest = shipped
+def test_inference_codec_runs_the_blocks_like_the_training_network(shipped_plain, crops):
+    tensors, manifest = shipped_plain
     arch = dict(manifest["architecture"], g_s_res=[1, 3])
     torch.manual_seed(0)
     grown = float_net(tensors, arch, (1, 3))
