@@ -40,7 +40,8 @@ def measure(threads: int, rounds: int, steps: int, layout: bool) -> list[dict]:
     from common import VAL_DIR
     from sdc.models.network import SDCNet
     from sdc.models.weights import default_weights_dir
-    from sdc.train import CompiledForward, init_weights, load_images, random_batch, random_quality_maps, training_step
+    from sdc.train import (CompiledForward, adam, init_weights, load_images, parameter_groups, random_batch,
+                           random_quality_maps, training_step)
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -56,12 +57,10 @@ def measure(threads: int, rounds: int, steps: int, layout: bool) -> list[dict]:
         model = net
         if "channels_last" in options:
             model = copy.deepcopy(net).to(memory_format=torch.channels_last)
-        params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-        aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-        fused = "fused" in options
+        main, fast, aux_params = parameter_groups(model)
+        params, fused = main + fast, "fused" in options
         return {"net": model, "params": params, "channels_last": "channels_last" in options,
-                "opt": torch.optim.Adam(params, lr=1e-6, fused=fused),
-                "aux_opt": torch.optim.Adam(aux_params, lr=1e-3, fused=fused),
+                "opt": adam(params, 1e-6, fused), "aux_opt": adam(aux_params, 1e-3, fused),
                 "forward": CompiledForward(model) if "compile" in options else model, "times": []}
 
     def step(v: dict) -> float:

@@ -214,10 +214,24 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
         args.bypass = bool(known.get("bypass", False))
 
 
-def adam(params, lr: float) -> torch.optim.Adam:
+# Parts that start at zero in a trained model (context, patch bypass): they learn at
+# --context-lr-scale x the LR.
+FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.")
+
+
+def parameter_groups(net: SDCNet) -> tuple[list, list, list]:
+    """(main, fast, aux) parameters: the fast ones start at zero (FAST_PREFIXES); aux are
+    the entropy bottleneck's quantiles, trained by their own loss."""
+    main, fast, aux = [], [], []
+    for name, param in net.named_parameters():
+        (aux if name.endswith(".quantiles") else fast if name.startswith(FAST_PREFIXES) else main).append(param)
+    return main, fast, aux
+
+
+def adam(params, lr: float, fused: bool = True) -> torch.optim.Adam:
     """Adam with the fused CPU kernel (one pass over all parameters instead of a
     loop of small ops): benchmarks/results/train_step.json."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
 def keep_fused(opt: torch.optim.Optimizer) -> None:
@@ -328,12 +342,8 @@ def main(argv=None) -> None:
         net = SDCNet.from_config(vars(args))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles")]
-    # Parts that start at zero (context, patch bypass) learn at --context-lr-scale x the LR.
-    fast = ("context.", "g_a.bypass.", "g_s.bypass.")
-    base_params = [p_ for n, p_ in net.named_parameters() if not n.endswith(".quantiles") and not n.startswith(fast)]
-    ctx_params = [p_ for n, p_ in net.named_parameters() if n.startswith(fast)]
-    aux_params = [p_ for n, p_ in net.named_parameters() if n.endswith(".quantiles")]
+    base_params, ctx_params, aux_params = parameter_groups(net)
+    params = base_params + ctx_params
     opt = adam(base_params, args.lr)
     aux_opt = adam(aux_params, 1e-3)
 
