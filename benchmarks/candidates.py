@@ -67,13 +67,15 @@ def main(argv=None) -> int:
     started = {"git": git_commit(), "machine": machine_info()}
     for name, folder in cands:
         print(f"{name}: {folder}", flush=True)
-        points, manifest = sweep(folder, images, rd.SDC_QUALITIES)
-        curve = rd.mean_curve(points, images, rd.SDC_QUALITIES)
+        arch = read_json(folder / "manifest.json").get("architecture", {})
+        qualities = list(range(1, int(arch.get("num_qualities", 8)) + 1))
+        points, manifest = sweep(folder, images, qualities)
+        curve = rd.mean_curve(points, images, qualities)
         curves[name] = curve
         arch = manifest.get("architecture", {})
         results[name] = {
             "weights": str(folder), "sha256": manifest.get("sha256"),
-            "architecture": {k: arch.get(k) for k in ("N", "M", "context_slices", "g_s_res", "bypass")},
+            "architecture": {k: arch.get(k) for k in ("N", "M", "num_qualities", "context_slices", "g_s_res", "bypass")},
             "training": {k: (manifest.get("training") or {}).get(k) for k in ("steps", "cpu_hours", "initialised_from")},
             "curve": curve,
             "encode_s_median": float(np.median([q["encode_s"] for im in points.values() for q in im.values()])),
@@ -81,28 +83,34 @@ def main(argv=None) -> int:
         }
 
     ref = cands[0][0]
+    # Candidates may have different numbers of qualities: BD-rates are taken over the
+    # qualities all candidates share (1..common), and against the anchors also over all.
+    common = min(len(c) for c in curves.values())
+
+    def bd_of(ac, c):
+        rate, dq = rd.bd_pair([p["bpp"] for p in ac], [p["psnr"] for p in ac], [p["bpp"] for p in c], [p["psnr"] for p in c])
+        return {"bd_rate_psnr": rate, "bd_psnr": dq}
+
     rows = []
     for name, _ in cands:
         c = curves[name]
-        bd = {}
-        for anchor, ac in [(ref, curves[ref])] + list(anchors.items()):
-            if anchor == name:
-                continue
-            rate, dq = rd.bd_pair([p["bpp"] for p in ac], [p["psnr"] for p in ac],
-                                  [p["bpp"] for p in c], [p["psnr"] for p in c])
-            bd[anchor] = {"bd_rate_psnr": rate, "bd_psnr": dq}
+        bd = {anchor: bd_of(ac, c[:common]) for anchor, ac in [(ref, curves[ref][:common])] + list(anchors.items())
+              if anchor != name}
         results[name]["bd_vs"] = bd
+        results[name]["bd_vs_all_qualities"] = {anchor: bd_of(ac, c) for anchor, ac in anchors.items()}
         rows.append([name, f"{c[0]['bpp']:.3f}-{c[-1]['bpp']:.3f}", f"{c[0]['psnr']:.2f}-{c[-1]['psnr']:.2f}"]
                     + [rd.fmt(bd.get(a, {}).get("bd_rate_psnr"), "+.1f", "%") for a in [ref] + list(anchors)]
+                    + [rd.fmt(results[name]["bd_vs_all_qualities"][a]["bd_rate_psnr"], "+.1f", "%") for a in anchors]
                     + [f"{results[name]['encode_s_median']:.3f}", f"{results[name]['decode_s_median']:.3f}"])
-    print(table(rows, ["candidate", "bpp range", "PSNR range"] + [f"BD vs {a}" for a in [ref] + list(anchors)]
-                + ["enc s", "dec s"]))
+    print(table(rows, ["candidate", "bpp range", "PSNR range"]
+                + [f"BD vs {a} (q1..{common})" for a in [ref] + list(anchors)]
+                + [f"BD vs {a} (all q)" for a in anchors] + ["enc s", "dec s"]))
     write_json(args.out, {
         "question": args.question, "protocol": args.protocol,
         "command": "python benchmarks/candidates.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "git_commit": started["git"], "machine": started["machine"],
         "images": {"dir": "shared/data/val", "count": len(images)},
-        "candidates": results,
+        "common_qualities": common, "candidates": results,
     })
     return 0
 

@@ -9,7 +9,7 @@ latent as it is, 2 and 3 refine it, sdc.models.refine). Runs at effort > 1
 also report BD-rate against the effort-1 curve in results/rd.json, when that
 was made with the same weights.
 
-sdc: every quality 1..8 on the whole image, region map all "other" (an
+sdc: every quality of the weights (1..num_qualities) on the whole image, region map all "other" (an
 analysis without objects); bpp counts the whole .sdc file (header, index,
 region map, the analysis metadata chunk, hyperprior and level chunks), and is
 also reported without the metadata chunk and as payload only (hyperprior +
@@ -47,7 +47,19 @@ from common import (RESULTS, effort_output, git_commit, load_rgb, machine_info, 
 CACHE = RESULTS / "rd_baselines.json"
 OUT = RESULTS / "rd.json"
 PLOT = RESULTS / "rd.png"
-SDC_QUALITIES = list(range(1, 9))
+
+
+def parse_qualities(text: str) -> list[int]:
+    """'all' (every quality of the weights in use), '1-8' or '2,4,6'."""
+    if text == "all":
+        from sdc.models.codec import default_codec
+
+        return list(range(1, default_codec().num_qualities + 1))
+    if "-" in text:
+        a, b = map(int, text.split("-"))
+        return list(range(a, b + 1))
+    return [int(v) for v in text.split(",")]
+FIRST_LADDER = list(range(1, 9))  # the qualities every shipped weights file has had
 EFFORT1 = "effort 1"  # the anchor name of rd.json's sdc curve in runs at higher effort
 
 
@@ -271,6 +283,9 @@ def report(res: dict) -> str:
     lines.append("BD of sdc (whole file) against each codec; negative BD-rate = sdc needs fewer bits:")
     lines.append(table(bd_rows, ["anchor", "BD-rate PSNR", "BD-PSNR", "BD-rate PSNR (pchip)",
                                  "per-image mean (n)", "BD-rate payload", "BD-rate MS-SSIM"]))
+    if res.get("bd_q1_8"):
+        lines.append("BD-rate (PSNR, whole file) over qualities 1..8 only: " + ", ".join(
+            f"{B.LABELS.get(a, a)} {fmt(r['bd_rate_psnr_file'], '+.1f', '%')}" for a, r in res["bd_q1_8"].items()))
     lines.append("")
     rng = []
     for name, curve in res["curves"].items():
@@ -293,7 +308,7 @@ def report(res: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, help="only the first N val images (smoke test; results not comparable)")
-    ap.add_argument("--qualities", default="1-8", help="sdc qualities, e.g. 1-8 or 2,4,6")
+    ap.add_argument("--qualities", default="all", help="sdc qualities: all (of the shipped weights), 1-8 or 2,4,6")
     ap.add_argument("--codecs", default=",".join(B.CODECS), help="baselines to include")
     ap.add_argument("--recompute-baselines", action="store_true")
     ap.add_argument("--baselines-only", action="store_true", help="fill the baseline cache and stop")
@@ -305,11 +320,7 @@ def main(argv=None) -> int:
         args.out = effort_output(OUT, args.effort)
     set_threads(args.threads)
     started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
-    if "-" in args.qualities:
-        a, b = map(int, args.qualities.split("-"))
-        qualities = list(range(a, b + 1))
-    else:
-        qualities = [int(v) for v in args.qualities.split(",")]
+    qualities = parse_qualities(args.qualities)
     codecs = [c for c in args.codecs.split(",") if c]
 
     images = load_val_images(args.limit)
@@ -358,6 +369,12 @@ def main(argv=None) -> int:
         "sdc_per_image": sdc_points,
     }
     res["bd"] = bd_table(curves, per_image, images)
+    if len(qualities) > len(FIRST_LADDER) and qualities[:len(FIRST_LADDER)] == FIRST_LADDER:
+        # The same BD-rates over qualities 1..8 only: comparable with weights that had no more.
+        sub_points = {n: {q: v for q, v in pts.items() if int(q) in FIRST_LADDER} for n, pts in sdc_points.items()}
+        sub = dict(curves, **{k: [c for c in curves[k] if c["param"] in FIRST_LADDER]
+                              for k in ("sdc", "sdc_no_meta", "sdc_payload")})
+        res["bd_q1_8"] = bd_table(sub, dict(per_image, sdc=sub_points), images)
     write_json(args.out, res)
     title = (f"sdc (effort {args.effort}) vs conventional codecs, {len(images)} val images, full size "
              f"(weights {res['weights']['sha256'][:12]}, {res['weights']['exported']})")

@@ -1,6 +1,6 @@
 """Region fidelity: is the L1 region as good when only L1 is decoded as in the full decode?
 
-    nice -n 10 python benchmarks/region_fidelity.py [--qualities 1,4,8]
+    nice -n 10 python benchmarks/region_fidelity.py [--qualities 1,4,8,top]
     nice -n 10 python benchmarks/region_fidelity.py --effort 2   # refined encodes -> region_fidelity_effort2.json
 
 For every val image (whole image): the group map is a centred box of latent
@@ -153,9 +153,17 @@ def save_figure(fig, path: Path) -> None:
     canvas.save(path)
 
 
+def parse_qualities(text: str) -> list[int]:
+    """'1,4,8,top' -> sorted distinct qualities; top is the shipped weights' highest."""
+    from sdc.models.codec import default_codec
+
+    top = default_codec().num_qualities
+    return sorted({top if v.strip() == "top" else int(v) for v in text.split(",")})
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--qualities", default="1,4,8")
+    ap.add_argument("--qualities", default="1,4,8,top", help="comma-separated; top: the weights' highest quality")
     ap.add_argument("--limit", type=int)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--effort", type=int, default=1, help="sdc encoder effort (sdc encode --effort)")
@@ -165,7 +173,7 @@ def main(argv=None) -> int:
         args.out = effort_output(OUT, args.effort)
     set_threads(args.threads)
     started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
-    qualities = [int(v) for v in args.qualities.split(",")]
+    qualities = parse_qualities(args.qualities)
     paths = val_paths(args.limit)
     fig_q = 4 if 4 in qualities else qualities[len(qualities) // 2]
     rows, fig = run(paths, qualities, (paths[0].name, fig_q), args.effort)

@@ -99,7 +99,7 @@ def targets_table(rd, rf, sp, refined=None) -> str:
                                  yes(v2 < goal) if goal else ""])
         rates = [p["bpp"] for p in rd["curves"].get("sdc", [])]
         if rates:  # "about 0.1 to 1.5 bpp": within a quarter of either end
-            rows.append(["qualities 1..8 span (mean val bpp)", f"{min(rates):.2f}..{max(rates):.2f} bpp",
+            rows.append([f"qualities 1..{len(rates)} span (mean val bpp)", f"{min(rates):.2f}..{max(rates):.2f} bpp",
                          "about 0.1..1.5 bpp", yes(min(rates) <= 0.125 and max(rates) >= 1.2)])
     if rf:
         worst = max(rf["summary"], key=lambda s: s["box_delta_db"])

@@ -21,7 +21,7 @@ from sdc.levels import LEVELS
 from sdc.models.channel_context import IntegerChannelContext
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
-from sdc.models.network import LAMBDAS, PAD_MULTIPLE, SDCNet, latent_shape
+from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
 from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside
 
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
         cfg = ck.get("config", {})
         net = SDCNet.from_config(cfg)
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
-        lambdas = cfg.get("lambdas", LAMBDAS)
+        lambdas = cfg.get("lambdas") or net.lambdas
         training = {
             "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     else:
         net = SDCNet.from_config(manifest_beside(args.init).get("architecture", {}))
         init_weights(net, args.init)
-        lambdas = LAMBDAS
+        lambdas = net.lambdas
         training = {"steps": 0, "initialised_from": args.init}
     net.eval()
     tensors = inference_tensors(net)

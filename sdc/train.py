@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from sdc.models.layers import g_s_res_in, has_bypass
-from sdc.models.network import LAMBDAS, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, remap_log_gains
+from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
+                                quality_lambdas, remap_log_gains)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
 ENTROPY_TABLE_KEYS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
@@ -73,7 +74,7 @@ def random_quality_maps(batch: int, size: int, num_q: int, rng: random.Random, m
 def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """λ·255²·MSE + bpp, with λ taken per pixel from the quality map."""
     b, _, h, w = x.shape
-    lam = torch.tensor(LAMBDAS, dtype=x.dtype)[qmap]  # (B, h/16, w/16)
+    lam = quality_lambdas(qmap).to(x.dtype)  # (B, h/16, w/16)
     lam = lam.repeat_interleave(LATENT_STRIDE, 1).repeat_interleave(LATENT_STRIDE, 2)[:, None]
     se = (out["x_hat"] - x).pow(2)
     distortion = (lam * 255.0**2 * se).mean()
@@ -84,8 +85,11 @@ def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def validate(net: SDCNet, images, qualities=(0, 3, 7)) -> dict:
-    """Estimated bpp (rounded latents, exact likelihoods) and PSNR on whole images."""
+def validate(net: SDCNet, images, qualities=None) -> dict:
+    """Estimated bpp (rounded latents, exact likelihoods) and PSNR on whole images
+    (default: qualities 1, 4, 8 and the top one, 0-based indexes)."""
+    if qualities is None:
+        qualities = sorted({q for q in (0, 3, 7) if q < net.num_qualities} | {net.num_qualities - 1})
     net.eval()
     results = {}
     for q in qualities:
@@ -143,6 +147,11 @@ def manifest_lambdas(path: str) -> list[float] | None:
     return _manifest_architecture(path).get("lambdas")
 
 
+def manifest_num_qualities(path: str) -> int | None:
+    arch = _manifest_architecture(path)
+    return arch.get("num_qualities") or (len(arch["lambdas"]) if arch.get("lambdas") else None)
+
+
 def manifest_context_slices(path: str) -> int:
     return int(_manifest_architecture(path).get("context_slices", 0))
 
@@ -159,18 +168,30 @@ def parse_positions(text: str) -> tuple[int, ...]:
 
 
 def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> None:
-    """Start `net` from a weights file: gains remapped to this ladder, y widened to net.M.
+    """Start `net` from a weights file: gains carried over to this ladder, y widened to net.M.
 
     sample: a few training crops in [0, 1], used to calibrate new channels when widening.
     """
     from safetensors.torch import load_file
 
     state = {k: v for k, v in load_file(path).items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
-    old_lambdas = manifest_lambdas(path)
-    if old_lambdas and len(old_lambdas) == len(LAMBDAS) and not np.allclose(old_lambdas, LAMBDAS, rtol=1e-4):
+    old_lambdas = manifest_lambdas(path) or list(net.lambdas[: state["log_gain"].shape[0]])
+    new_lambdas = list(net.lambdas)
+    if len(old_lambdas) != state["log_gain"].shape[0]:
+        raise SystemExit(f"{path} has {state['log_gain'].shape[0]} gain vectors but its manifest lists "
+                         f"{len(old_lambdas)} λs")
+    same = len(old_lambdas) == len(new_lambdas) and np.allclose(old_lambdas, new_lambdas, rtol=1e-4)
+    extends = len(old_lambdas) < len(new_lambdas) and np.allclose(old_lambdas, new_lambdas[: len(old_lambdas)], rtol=1e-4)
+    if extends:  # qualities added on top: the old ones keep their gains
         for name in ("log_gain", "log_inv_gain", "log_z_gain"):
-            state[name] = remap_log_gains(state[name], old_lambdas, LAMBDAS)
-        print(f"gains remapped from λ {old_lambdas[0]:g}..{old_lambdas[-1]:g} to {LAMBDAS[0]:g}..{LAMBDAS[-1]:g}", flush=True)
+            state[name] = extend_log_gains(state[name], old_lambdas, new_lambdas)
+        print(f"qualities {len(old_lambdas) + 1}..{len(new_lambdas)} added (λ up to {new_lambdas[-1]:g}), "
+              "their gains extrapolated", flush=True)
+    elif not same:
+        for name in ("log_gain", "log_inv_gain", "log_z_gain"):
+            state[name] = remap_log_gains(state[name], old_lambdas, new_lambdas)
+        print(f"gains remapped from λ {old_lambdas[0]:g}..{old_lambdas[-1]:g} to {new_lambdas[0]:g}..{new_lambdas[-1]:g}",
+              flush=True)
     file_N, file_M = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0]
     if file_N != net.N or file_M > net.M:
         raise SystemExit(f"{path} is an N={file_N}, M={file_M} network; it can start N={file_N} networks "
@@ -193,18 +214,20 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
     print(f"init from {path}; not in file: {missing or 'nothing'}; ignored: {unexpected or 'nothing'}", flush=True)
 
 
-DEFAULT_ARCH = {"N": 64, "M": 96, "context_slices": 4}
+DEFAULT_ARCH = {"N": 64, "M": 96, "context_slices": 4, "num_qualities": DEFAULT_NUM_QUALITIES}
 
 
 def resolve_architecture(args, ckpt: dict | None) -> None:
-    """Fill --N/--M/--context-slices left unset: from the run's checkpoint, else from
-    the manifest beside --init, else DEFAULT_ARCH (so resuming needs no flags)."""
+    """Fill --N/--M/--context-slices/--num-qualities left unset: from the run's checkpoint,
+    else from the manifest beside --init, else DEFAULT_ARCH (so resuming needs no flags)."""
     if ckpt is not None:
-        known = ckpt.get("config", {})
+        known = dict(ckpt.get("config", {}))
     elif args.init:
-        known = _manifest_architecture(args.init)
+        known = dict(_manifest_architecture(args.init))
     else:
         known = {}
+    if not known.get("num_qualities") and known.get("lambdas"):
+        known["num_qualities"] = len(known["lambdas"])
     for key in DEFAULT_ARCH:
         if getattr(args, key) is None:
             setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
@@ -292,6 +315,9 @@ def main(argv=None) -> None:
     p.add_argument("--N", type=int, help=f"channels of the transforms (default: the run's, else --init's, else {DEFAULT_ARCH['N']})")
     p.add_argument("--M", type=int, help=f"channels of y (default: as --N; else {DEFAULT_ARCH['M']}); "
                    "more than --init's widens it")
+    p.add_argument("--num-qualities", type=int,
+                   help="qualities (gain vectors) on the λ ladder x2.4 from 0.00025; more than --init's adds "
+                        f"qualities on top (default: the run's, else --init's, else {DEFAULT_NUM_QUALITIES})")
     p.add_argument("--context-slices", type=int,
                    help="channel slices of the 1x1 channel-conditional context, 0: none "
                    f"(default: as --N; else {DEFAULT_ARCH['context_slices']})")
@@ -353,6 +379,11 @@ def main(argv=None) -> None:
 
     step, cpu_used = 0, 0.0
     if ck is not None:
+        run_lambdas = ck.get("config", {}).get("lambdas")
+        if run_lambdas and (len(run_lambdas) != len(net.lambdas) or not np.allclose(run_lambdas, net.lambdas, rtol=1e-4)):
+            raise SystemExit(f"{ckpt_path} was trained with other λs ({len(run_lambdas)} qualities, "
+                             f"{run_lambdas[0]:g}..{run_lambdas[-1]:g}); export it and start a new run with --init "
+                             "to carry its gains over")
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
@@ -377,10 +408,6 @@ def main(argv=None) -> None:
         aux_opt.load_state_dict(ck["aux_opt"])
         keep_fused(opt)
         keep_fused(aux_opt)
-        run_lambdas = ck.get("config", {}).get("lambdas")
-        if run_lambdas and not np.allclose(run_lambdas, LAMBDAS, rtol=1e-4):
-            raise SystemExit(f"{ckpt_path} was trained with other λs ({run_lambdas[0]:g}..{run_lambdas[-1]:g}); "
-                             "export it and start a new run with --init to remap its gains")
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         init_training = ck.get("config", {}).get("init_training")
@@ -406,7 +433,8 @@ def main(argv=None) -> None:
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
             "config": {"N": args.N, "M": args.M, "init": args.init, "init_training": init_training,
                        "crop": args.crop, "batch": args.batch,
-                       "lambdas": list(LAMBDAS), "context_slices": args.context_slices,
+                       "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
+                       "context_slices": args.context_slices,
                        "g_s_res": list(args.g_s_res), "bypass": args.bypass},
         }
         tmp = ckpt_path.with_suffix(".tmp")

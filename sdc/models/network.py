@@ -40,10 +40,26 @@ import torch.nn.functional as F
 from sdc.models.channel_context import ChannelContext
 from sdc.models.layers import build_h_s, build_transforms  # noqa: F401  (build_h_s re-exported)
 
-# Rate-distortion trade-offs of the qualities 1..8: loss = λ·255²·MSE + bpp.
-# Spaced x2.4 from 0.00025 so the qualities span about 0.1 to 1.5 bpp on photos
-# (weights up to c01efd58 used 0.0016·1.7^k, which only reached 0.33-1.08 bpp).
-LAMBDAS: tuple[float, ...] = tuple(0.00025 * 2.4**k for k in range(8))
+# Rate-distortion trade-offs of the qualities 1, 2, ...: loss = λ·255²·MSE + bpp,
+# spaced x2.4 from 0.00025 (weights up to c01efd58 used 0.0016·1.7^k, which only
+# reached 0.33-1.08 bpp). A network with n qualities uses the first n rungs, so
+# adding a quality on top keeps the λs (and the gains) of the others.
+LAMBDA_FIRST, LAMBDA_STEP = 0.00025, 2.4
+
+
+def lambda_ladder(num_qualities: int) -> tuple[float, ...]:
+    """λ of qualities 1..num_qualities."""
+    return tuple(LAMBDA_FIRST * LAMBDA_STEP**k for k in range(num_qualities))
+
+
+def quality_lambdas(qmap: torch.Tensor) -> torch.Tensor:
+    """float32 λ of each entry of a map of 0-based quality indexes."""
+    n = int(qmap.max()) + 1 if qmap.numel() else 1
+    return torch.tensor(lambda_ladder(n), dtype=torch.float32)[qmap]
+
+
+DEFAULT_NUM_QUALITIES = 8
+LAMBDAS: tuple[float, ...] = lambda_ladder(DEFAULT_NUM_QUALITIES)  # the default ladder
 # λ of the shared warm start; its gains are initialised to 1 there.
 REFERENCE_LAMBDA = 0.013
 # Downsampling factor of y, and of the padding grid (y is 1/16, z 1/64).
@@ -58,7 +74,7 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
 
 def initial_log_gains(num_qualities: int, M: int) -> torch.Tensor:
     """Gains start where high-rate theory puts them: step size ∝ 1/sqrt(λ)."""
-    init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in LAMBDAS[:num_qualities]])
+    init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in lambda_ladder(num_qualities)])
     return init[:, None].repeat(1, M)
 
 
@@ -74,6 +90,18 @@ def remap_log_gains(log_gain: torch.Tensor, old_lambdas, new_lambdas) -> torch.T
     design = torch.stack([old, torch.ones_like(old)], 1)
     slope, offset = torch.linalg.lstsq(design, log_gain.detach().double()).solution
     return (new[:, None] * slope + offset).to(log_gain.dtype)
+
+
+def extend_log_gains(log_gain: torch.Tensor, old_lambdas, new_lambdas, fit_last: int = 3) -> torch.Tensor:
+    """Learned (Q, C) log-gains for a ladder that extends the old one (old λs first).
+
+    The old rows are kept as they are; each new row is read off the per-channel
+    line through the top `fit_last` old qualities (local, because the learned
+    gains bend away from the high-rate line at the ends of the ladder).
+    """
+    q = len(old_lambdas)
+    top = remap_log_gains(log_gain[q - min(fit_last, q):], old_lambdas[q - min(fit_last, q):], new_lambdas[q:])
+    return torch.cat([log_gain.detach(), top])
 
 
 class SDCNet(nn.Module):
@@ -93,7 +121,7 @@ class SDCNet(nn.Module):
             :class:`sdc.models.layers.Bypassed`).
     """
 
-    def __init__(self, N: int = 64, M: int = 96, num_qualities: int = len(LAMBDAS), context_slices: int = 0,
+    def __init__(self, N: int = 64, M: int = 96, num_qualities: int = DEFAULT_NUM_QUALITIES, context_slices: int = 0,
                  context_hidden: int = 64, g_s_res: tuple[int, ...] = (), bypass: bool = False):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -101,6 +129,7 @@ class SDCNet(nn.Module):
         from compressai.models.google import get_scale_table
 
         self.N, self.M, self.num_qualities = N, M, num_qualities
+        self.lambdas = lambda_ladder(num_qualities)
         self.context_slices, self.context_hidden = context_slices, context_hidden
         self.g_s_res, self.bypass = tuple(g_s_res), bool(bypass)
         for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv), self.g_s_res, self.bypass).items():
@@ -117,7 +146,10 @@ class SDCNet(nn.Module):
     @classmethod
     def from_config(cls, config: dict) -> "SDCNet":
         """The network a checkpoint's config or a manifest's architecture describes (same keys)."""
-        return cls(config.get("N", 64), config.get("M", 96), context_slices=config.get("context_slices", 0),
+        return cls(config.get("N", 64), config.get("M", 96),
+                   num_qualities=int(config.get("num_qualities") or len(config.get("lambdas") or ())
+                                     or DEFAULT_NUM_QUALITIES),
+                   context_slices=config.get("context_slices", 0),
                    g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)))
 
     # -- gains ---------------------------------------------------------------

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 import torch
 
 from sdc.models.channel_context import ChannelContext
-from sdc.models.network import LAMBDAS, LATENT_STRIDE
+from sdc.models.network import LATENT_STRIDE, quality_lambdas
 
 # Encoder effort (sdc encode --effort) -> steps of the joint (ẑ and y) phase and
 # of the y-only phase. y-only, 20 steps against effort 1: -7.6% BD-rate on all
@@ -182,7 +182,7 @@ class LatentRefiner:
     @staticmethod
     def _pixel_lambdas(qmap):
         """(h, w) λ·255² of each latent cell's quality."""
-        return torch.tensor(LAMBDAS, dtype=torch.float32)[qmap.clone()] * 255.0**2
+        return quality_lambdas(qmap.clone()) * 255.0**2
 
     @staticmethod
     def _per_pixel(lam, rows, cols):

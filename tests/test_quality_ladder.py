@@ -1,0 +1,97 @@
+"""Qualities added on top of a trained ladder: the old gains stay, the new ones start on
+each channel's line, and training, resuming and export carry the longer ladder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import load_rgb
+from sdc.errors import UsageError
+from sdc.levels import LEVELS
+from sdc.models.codec import SDCCodec
+from sdc.models.network import LAMBDAS, SDCNet, extend_log_gains, lambda_ladder, latent_shape
+
+
+def test_the_ladder_is_a_prefix_of_itself():
+    assert lambda_ladder(8) == LAMBDAS
+    assert lambda_ladder(10)[:8] == LAMBDAS
+    assert lambda_ladder(10)[9] == pytest.approx(LAMBDAS[7] * 2.4**2)
+
+
+def test_extending_keeps_the_old_rows_and_follows_the_top_of_each_line():
+    old, new = list(lambda_ladder(6)), list(lambda_ladder(8))
+    slope, offset = torch.tensor([0.5, 0.45]), torch.tensor([0.2, -0.1])
+    line = torch.log(torch.tensor(old, dtype=torch.float64))[:, None] * slope + offset
+    bent = line.clone()
+    bent[:2] += 0.3  # the bottom of the ladder bends away: only the top 3 rows set the new ones
+    out = extend_log_gains(bent.float(), old, new)
+    assert out.shape == (8, 2)
+    assert torch.equal(out[:6], bent.float())
+    top = torch.log(torch.tensor(new[6:], dtype=torch.float64))[:, None] * slope + offset
+    assert torch.allclose(out[6:].double(), top, atol=1e-5)
+
+
+def test_init_from_a_shorter_ladder_adds_qualities(tmp_path):
+    from safetensors.torch import save_file
+
+    from sdc.train import init_weights
+
+    src = SDCNet()
+    with torch.no_grad():
+        src.log_gain.copy_(0.5 * torch.log(torch.tensor(LAMBDAS))[:, None] + torch.linspace(-0.3, 0.3, src.M))
+    folder = tmp_path / "w"
+    folder.mkdir()
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(folder / "sdc.safetensors"))
+    manifest = {"file": "sdc.safetensors", "architecture": {"lambdas": list(LAMBDAS)}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    dst = SDCNet(num_qualities=10)
+    init_weights(dst, str(folder / "sdc.safetensors"))
+    assert torch.equal(dst.log_gain[:8], src.log_gain)
+    expected = 0.5 * torch.log(torch.tensor(lambda_ladder(10)))[:, None] + torch.linspace(-0.3, 0.3, src.M)
+    assert torch.allclose(dst.log_gain[8:], expected[8:], atol=1e-4)
+    assert torch.equal(dst.g_s[0].weight, src.g_s[0].weight)
+
+    manifest["architecture"]["lambdas"] = list(LAMBDAS[:7])  # a manifest that does not describe its file
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit, match="8 gain vectors but its manifest lists 7"):
+        init_weights(SDCNet(num_qualities=10), str(folder / "sdc.safetensors"))
+
+
+def test_training_adds_qualities_resumes_them_and_export_ships_them(tmp_path, shared, tiny_training, one_thread):
+    from sdc.export import main as export
+    from sdc.train import main as train
+
+    base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
+    shipped = SDCCodec(tiny_training["init"].parent)
+    train(base + ["--init", str(tiny_training["init"]), "--num-qualities", "10", "--steps", "1"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["config"]["num_qualities"] == 10 and len(ck["config"]["lambdas"]) == 10
+    assert ck["model"]["log_gain"].shape[0] == 10
+    train(base + ["--steps", "2"])  # resuming keeps the run's ladder without flags
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert set(log[-1]["val"]) == {"q1", "q4", "q8", "q10"}
+    with pytest.raises(SystemExit, match="other λs"):
+        train(base + ["--num-qualities", "8", "--steps", "3"])
+
+    out = tmp_path / "weights"
+    export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["architecture"]["num_qualities"] == 10
+    assert manifest["architecture"]["lambdas"] == pytest.approx(lambda_ladder(10), rel=1e-6)
+    assert set(manifest["validation"]["results"]) == {f"q{q}" for q in range(1, 11)}
+    codec = SDCCodec(out)
+    assert codec.num_qualities == 10 and shipped.num_qualities == 8
+    rgb = load_rgb(shared / "data" / "val" / "wiki_001.png", (128, 96))
+    gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
+    sizes = {}
+    for q in (8, 9, 10):
+        coded = codec.encode(rgb, gmap, {lv: q for lv in LEVELS})
+        rec = codec.decode(coded)
+        assert rec.shape == rgb.shape
+        sizes[q] = len(coded.hyperprior) + sum(len(b) for b in coded.groups.values())
+    assert sizes[8] < sizes[9] < sizes[10]
+    with pytest.raises(UsageError, match="1..10"):
+        codec.encode(rgb, gmap, {lv: 11 for lv in LEVELS})
