@@ -92,6 +92,9 @@ def targets_table(rd, rf, sp, refined=None) -> str:
             else:
                 rows.append([f"BD-rate (PSNR) vs {anchor}, whole file", f"{v:+.1f}%", f"< {goal:+.0f}%", yes(v < goal)])
             goal_text = rows[-1][2]
+            v8 = ((rd.get("bd_q1_8") or {}).get(anchor) or {}).get("bd_rate_psnr_file")
+            if v8 is not None:
+                rows.append(["same, qualities 1..8 only", f"{v8:+.1f}%", goal_text, yes(v8 < goal) if goal else ""])
             for effort, res in (refined or {}).items():
                 v2 = (res.get("bd", {}).get(anchor) or {}).get("bd_rate_psnr_file")
                 if v2 is not None and res["weights"]["sha256"] == rd["weights"]["sha256"]:

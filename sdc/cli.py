@@ -426,7 +426,9 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
     from . import pipeline
     from .bitstream import describe_sdc
 
-    n_q = getattr(pipeline, "NUM_QUALITIES", None)
+    from .models.weights import manifest_num_qualities
+
+    n_q = manifest_num_qualities()  # before any model loads: a bad -q fails at once
     if n_q is not None:
         for lv, v in qualities.items():
             if v > n_q:

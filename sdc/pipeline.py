@@ -14,8 +14,6 @@ from sdc.bitstream import SdcFile, SdcHeader, read_sdc, write_sdc, DEFAULT_MAX_P
 from sdc.errors import CodecMismatchError, UsageError
 from sdc.levels import DEFAULT_QUALITY, LEVELS
 
-NUM_QUALITIES = 8
-
 
 @dataclass
 class EncodeResult:
@@ -51,11 +49,12 @@ def refine_steps(effort: int) -> dict[str, int]:
     return {"joint_steps": joint, "refine_steps": latent}
 
 
-def check_qualities(qualities: dict[str, int]) -> dict[str, int]:
+def check_qualities(qualities: dict[str, int], num_qualities: int) -> dict[str, int]:
+    """Every level's quality (DEFAULT_QUALITY where none is given), each in 1..num_qualities."""
     q = {lv: int(qualities.get(lv, DEFAULT_QUALITY)) for lv in LEVELS}
-    bad = {lv: v for lv, v in q.items() if not 1 <= v <= NUM_QUALITIES}
+    bad = {lv: v for lv, v in q.items() if not 1 <= v <= num_qualities}
     if bad:
-        raise UsageError(f"quality must be 1..{NUM_QUALITIES}: got {', '.join(f'{k}={v}' for k, v in bad.items())}")
+        raise UsageError(f"quality must be 1..{num_qualities}: got {', '.join(f'{k}={v}' for k, v in bad.items())}")
     return q
 
 
@@ -92,7 +91,7 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     from sdc.models.network import latent_shape
 
     t0 = time.perf_counter()
-    qualities = check_qualities(qualities)
+    qualities = check_qualities(qualities, _codec().num_qualities)
     steps = refine_steps(effort)
     height, width = rgb.shape[:2]
     if analysis is None:

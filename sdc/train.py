@@ -59,16 +59,36 @@ def random_batch(images, batch: int, crop: int, rng: random.Random) -> torch.Ten
     return out.float().div_(255.0)
 
 
-def random_quality_maps(batch: int, size: int, num_q: int, rng: random.Random, mixed_share: float) -> torch.Tensor:
-    """(B, size, size) 0-based quality indexes: uniform, or with a rectangle at a second quality."""
+def random_quality_maps(batch: int, size: int, num_q: int, rng: random.Random, mixed_share: float,
+                        lowest: int = 0) -> torch.Tensor:
+    """(B, size, size) 0-based quality indexes in lowest..num_q-1: uniform, or with a rectangle
+    at a second quality."""
     qmap = torch.empty(batch, size, size, dtype=torch.long)
     for i in range(batch):
-        qmap[i] = rng.randrange(num_q)
+        qmap[i] = rng.randrange(lowest, num_q)
         if rng.random() < mixed_share:
             h, w = rng.randint(1, size), rng.randint(1, size)
             t, l = rng.randrange(size - h + 1), rng.randrange(size - w + 1)
-            qmap[i, t : t + h, l : l + w] = rng.randrange(num_q)
+            qmap[i, t : t + h, l : l + w] = rng.randrange(lowest, num_q)
     return qmap
+
+
+GAIN_NAMES = ("log_gain", "log_inv_gain", "log_z_gain")
+
+
+def train_only_gains_from(net: SDCNet, first: int) -> None:
+    """Freeze everything but the gains of 0-based qualities >= first.
+
+    For qualities added on top of trained weights: the transforms, hyperprior,
+    context and entropy tables stay exactly as they are, so the lower qualities
+    code the same bytes, and only the new gain vectors learn (on samples of
+    their own qualities).
+    """
+    for name, param in net.named_parameters():
+        param.requires_grad_(name in GAIN_NAMES)
+    rows = torch.arange(net.num_qualities)[:, None] >= first
+    for name in GAIN_NAMES:
+        getattr(net, name).register_hook(lambda grad: grad * rows.to(grad.dtype))
 
 
 def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -182,7 +202,12 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
                          f"{len(old_lambdas)} λs")
     same = len(old_lambdas) == len(new_lambdas) and np.allclose(old_lambdas, new_lambdas, rtol=1e-4)
     extends = len(old_lambdas) < len(new_lambdas) and np.allclose(old_lambdas, new_lambdas[: len(old_lambdas)], rtol=1e-4)
-    if extends:  # qualities added on top: the old ones keep their gains
+    shrinks = len(new_lambdas) < len(old_lambdas) and np.allclose(old_lambdas[: len(new_lambdas)], new_lambdas, rtol=1e-4)
+    if shrinks:  # the top qualities dropped: the others keep their gains
+        for name in ("log_gain", "log_inv_gain", "log_z_gain"):
+            state[name] = state[name][: len(new_lambdas)]
+        print(f"qualities {len(new_lambdas) + 1}..{len(old_lambdas)} dropped", flush=True)
+    elif extends:  # qualities added on top: the old ones keep their gains
         for name in ("log_gain", "log_inv_gain", "log_z_gain"):
             state[name] = extend_log_gains(state[name], old_lambdas, new_lambdas)
         print(f"qualities {len(old_lambdas) + 1}..{len(new_lambdas)} added (λ up to {new_lambdas[-1]:g}), "
@@ -293,7 +318,8 @@ class CompiledForward:
 
 def training_step(forward, net: SDCNet, opt, aux_opt, params, x: torch.Tensor, qmap: torch.Tensor):
     """One optimisation step on a batch: rate-distortion loss, clipped gradients, then the
-    entropy bottleneck's quantile (aux) loss. Returns (loss, stats, aux loss)."""
+    entropy bottleneck's quantile (aux) loss (skipped when the bottleneck is frozen).
+    Returns (loss, stats, aux loss)."""
     out = forward(x, qmap)
     loss, stats = rd_loss(out, x, qmap)
     opt.zero_grad(set_to_none=True)
@@ -301,9 +327,10 @@ def training_step(forward, net: SDCNet, opt, aux_opt, params, x: torch.Tensor, q
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     aux = net.aux_loss()
-    aux_opt.zero_grad(set_to_none=True)
-    aux.backward()
-    aux_opt.step()
+    if aux.requires_grad:
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
     return loss, stats, aux
 
 
@@ -318,6 +345,9 @@ def main(argv=None) -> None:
     p.add_argument("--num-qualities", type=int,
                    help="qualities (gain vectors) on the λ ladder x2.4 from 0.00025; more than --init's adds "
                         f"qualities on top (default: the run's, else --init's, else {DEFAULT_NUM_QUALITIES})")
+    p.add_argument("--gains-only-from", type=int, metavar="Q",
+                   help="train only the gains of qualities Q.. on samples of those qualities, everything else "
+                        "frozen (lower qualities keep their exact bytes): for qualities added with --num-qualities")
     p.add_argument("--context-slices", type=int,
                    help="channel slices of the 1x1 channel-conditional context, 0: none "
                    f"(default: as --N; else {DEFAULT_ARCH['context_slices']})")
@@ -368,6 +398,11 @@ def main(argv=None) -> None:
         net = SDCNet.from_config(vars(args))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    lowest = 0
+    if args.gains_only_from is not None:
+        if not 1 <= args.gains_only_from <= net.num_qualities:
+            raise SystemExit(f"--gains-only-from {args.gains_only_from}: qualities are 1..{net.num_qualities}")
+        lowest = args.gains_only_from - 1
     base_params, ctx_params, aux_params = parameter_groups(net)
     params = base_params + ctx_params
     opt = adam(base_params, args.lr)
@@ -457,6 +492,8 @@ def main(argv=None) -> None:
             return (time.time() - t_start) / (deadline - t_start)
         return step / args.steps
 
+    if args.gains_only_from is not None:
+        train_only_gains_from(net, lowest)
     forward = CompiledForward(net) if args.compile else net
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     with open(log_path, "a") as log:
@@ -467,7 +504,8 @@ def main(argv=None) -> None:
             for group in opt.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             x = random_batch(train_images, args.batch, args.crop, rng)
-            qmap = random_quality_maps(args.batch, args.crop // LATENT_STRIDE, net.num_qualities, rng, args.mixed_share)
+            qmap = random_quality_maps(args.batch, args.crop // LATENT_STRIDE, net.num_qualities, rng, args.mixed_share,
+                                       lowest)
             loss, stats, aux = training_step(forward, net, opt, aux_opt, params, x, qmap)
             step += 1
             acc["loss"] += loss.item(); acc["bpp"] += stats["bpp"]; acc["mse"] += stats["mse"]; acc["n"] += 1

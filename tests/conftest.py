@@ -92,7 +92,8 @@ def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False):
     from sdc.models.network import SDCNet
     from sdc.train import ENTROPY_TABLE_KEYS
 
-    net = SDCNet(arch["N"], arch["M"], context_slices=arch["context_slices"], g_s_res=g_s_res, bypass=bypass)
+    net = SDCNet(arch["N"], arch["M"], num_qualities=tensors["log_gain"].shape[0], context_slices=arch["context_slices"],
+                 g_s_res=g_s_res, bypass=bypass)
     state = {k: v for k, v in tensors.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
     net.load_state_dict(state, strict=False)
     return net.eval()

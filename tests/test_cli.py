@@ -23,6 +23,7 @@ from sdc import pipeline as real_pipeline
 from sdc.bitstream import DEFAULT_MAX_PIXELS, read_sdc, truncate_sdc
 from sdc.cli import cli
 from sdc.levels import DEFAULT_QUALITY, LEVELS
+from sdc.models.weights import manifest_num_qualities
 
 from bitstream_helpers import chunk_spans, header_length, refresh_header_crc
 
@@ -120,7 +121,7 @@ def test_encode_decode_round_trip_default_names(spy, images):
 
 def test_every_quality(spy, images, tmp_path):
     sizes, quality = [], []
-    for q in range(1, real_pipeline.NUM_QUALITIES + 1):
+    for q in range(1, manifest_num_qualities() + 1):
         out = tmp_path / f"q{q}.sdc"
         r = run(["encode", images[1], "-q", q, "-o", out, "--regions", _regions(tmp_path, 64, 64)])
         assert r.exit_code == 0, r.stderr
@@ -378,7 +379,7 @@ def test_refuses_binary_to_terminal(monkeypatch):
     (["encode", "-", "-"], "only once"),
     (["encode", "a.png", "b.png", "-o", "-"], "single input"),
     (["encode", "a.png", "-q", "0"], "at least 1"),
-    (["encode", "a.png", "-q", "9"], "out of range"),
+    (["encode", "a.png", "-q", "99"], "out of range"),
     (["encode", "a.png", "--quality", "L1:3"], "LEVEL=N"),
     (["encode", "a.png", "--quality", "L9=3"], "unknown level"),
     (["encode", "a.png", "--quality", "L1=x"], "not an integer"),

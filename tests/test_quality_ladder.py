@@ -54,6 +54,10 @@ def test_init_from_a_shorter_ladder_adds_qualities(tmp_path):
     assert torch.allclose(dst.log_gain[8:], expected[8:], atol=1e-4)
     assert torch.equal(dst.g_s[0].weight, src.g_s[0].weight)
 
+    fewer = SDCNet(num_qualities=6)  # dropping the top qualities keeps the others' gains as they are
+    init_weights(fewer, str(folder / "sdc.safetensors"))
+    assert torch.equal(fewer.log_gain, src.log_gain[:6]) and torch.equal(fewer.log_z_gain, src.log_z_gain[:6])
+
     manifest["architecture"]["lambdas"] = list(LAMBDAS[:7])  # a manifest that does not describe its file
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="8 gain vectors but its manifest lists 7"):
@@ -66,32 +70,80 @@ def test_training_adds_qualities_resumes_them_and_export_ships_them(tmp_path, sh
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     shipped = SDCCodec(tiny_training["init"].parent)
-    train(base + ["--init", str(tiny_training["init"]), "--num-qualities", "10", "--steps", "1"])
+    n0 = shipped.num_qualities
+    n = n0 + 2  # two qualities on top of the shipped ladder
+    train(base + ["--init", str(tiny_training["init"]), "--num-qualities", str(n), "--steps", "1"])
     ck = torch.load(run / "ckpt.pt", weights_only=True)
-    assert ck["config"]["num_qualities"] == 10 and len(ck["config"]["lambdas"]) == 10
-    assert ck["model"]["log_gain"].shape[0] == 10
+    assert ck["config"]["num_qualities"] == n and len(ck["config"]["lambdas"]) == n
+    assert ck["model"]["log_gain"].shape[0] == n
+    assert torch.allclose(ck["model"]["log_gain"][:n0], shipped_log_gain(tiny_training["init"]), atol=0.01)
     train(base + ["--steps", "2"])  # resuming keeps the run's ladder without flags
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert set(log[-1]["val"]) == {"q1", "q4", "q8", "q10"}
+    assert set(log[-1]["val"]) == {"q1", "q4", "q8", f"q{n}"}
     with pytest.raises(SystemExit, match="other λs"):
-        train(base + ["--num-qualities", "8", "--steps", "3"])
+        train(base + ["--num-qualities", str(n0), "--steps", "3"])
 
     out = tmp_path / "weights"
     export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["architecture"]["num_qualities"] == 10
-    assert manifest["architecture"]["lambdas"] == pytest.approx(lambda_ladder(10), rel=1e-6)
-    assert set(manifest["validation"]["results"]) == {f"q{q}" for q in range(1, 11)}
+    assert manifest["architecture"]["num_qualities"] == n
+    assert manifest["architecture"]["lambdas"] == pytest.approx(lambda_ladder(n), rel=1e-6)
+    assert set(manifest["validation"]["results"]) == {f"q{q}" for q in range(1, n + 1)}
     codec = SDCCodec(out)
-    assert codec.num_qualities == 10 and shipped.num_qualities == 8
+    assert codec.num_qualities == n
     rgb = load_rgb(shared / "data" / "val" / "wiki_001.png", (128, 96))
     gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
     sizes = {}
-    for q in (8, 9, 10):
+    for q in (n0, n0 + 1, n0 + 2):
         coded = codec.encode(rgb, gmap, {lv: q for lv in LEVELS})
         rec = codec.decode(coded)
         assert rec.shape == rgb.shape
         sizes[q] = len(coded.hyperprior) + sum(len(b) for b in coded.groups.values())
-    assert sizes[8] < sizes[9] < sizes[10]
-    with pytest.raises(UsageError, match="1..10"):
-        codec.encode(rgb, gmap, {lv: 11 for lv in LEVELS})
+    assert sizes[n0] < sizes[n0 + 1] < sizes[n0 + 2]
+    with pytest.raises(UsageError, match=f"1..{n}"):
+        codec.encode(rgb, gmap, {lv: n + 1 for lv in LEVELS})
+
+
+def shipped_log_gain(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["log_gain"]
+
+
+def test_gains_only_training_leaves_the_lower_qualities_bit_exact(tmp_path, shared, tiny_training, one_thread):
+    """--gains-only-from: the new qualities' gains learn, nothing else moves, so the exported
+    weights code the old qualities to the very same bytes."""
+    from safetensors.torch import load_file
+
+    from sdc.export import main as export
+    from sdc.train import main as train
+
+    base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
+    shipped = SDCCodec(tiny_training["init"].parent)
+    n0 = shipped.num_qualities
+    train(base + ["--init", str(tiny_training["init"]), "--num-qualities", str(n0 + 1),
+                  "--gains-only-from", str(n0 + 1), "--steps", "3", "--lr", "1e-2"])
+    before = load_file(str(tiny_training["init"]))
+    after = torch.load(run / "ckpt.pt", weights_only=True)["model"]
+    for name, value in after.items():
+        if name in before and name.startswith("log_"):
+            assert torch.equal(value[:n0], before[name]), name
+        elif name in before and not name.endswith(("_quantized_cdf", "_cdf_length", "_offset", "scale_table")):
+            assert torch.equal(value, before[name]), name
+    assert not torch.equal(after["log_gain"][n0], shipped_extrapolated_row(before, n0)), "the new gains did not learn"
+
+    out = tmp_path / "weights"
+    export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
+    codec = SDCCodec(out)
+    rgb = load_rgb(shared / "data" / "val" / "wiki_001.png", (128, 96))
+    gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
+    gmap[2:5, 1:4] = LEVELS.index("L1")
+    for qualities in ({"L1": n0, "L2": 3, "L3": 2, "other": 1}, {lv: 5 for lv in LEVELS}):
+        a, b = shipped.encode(rgb, gmap, qualities), codec.encode(rgb, gmap, qualities)
+        assert a.hyperprior == b.hyperprior and a.groups == b.groups
+    top = codec.encode(rgb, gmap, {lv: n0 + 1 for lv in LEVELS})
+    assert codec.decode(top).shape == rgb.shape
+
+
+def shipped_extrapolated_row(state, n0):
+    return extend_log_gains(state["log_gain"], lambda_ladder(n0), lambda_ladder(n0 + 1))[n0]

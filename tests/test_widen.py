@@ -24,7 +24,7 @@ def shipped_state():
 
 
 def _net(state, M, slices):
-    net = SDCNet(64, M, context_slices=slices)
+    net = SDCNet(64, M, num_qualities=state["log_gain"].shape[0], context_slices=slices)
     net.load_state_dict(state, strict=False)
     return net.eval()
 

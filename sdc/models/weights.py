@@ -14,10 +14,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
-
 from sdc.errors import BadInputError
+
+# torch and safetensors are imported where tensors are read or written, so that
+# the CLI can read a manifest (e.g. the quality count) without loading torch.
 
 WEIGHTS_FILE = "sdc.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -41,8 +41,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def manifest_num_qualities(directory: Path | None = None) -> int | None:
+    """The quality count the manifest of the weights in use declares (None if unreadable:
+    loading the weights reports that properly)."""
+    directory = Path(directory) if directory else default_weights_dir()
+    try:
+        arch = json.loads((directory / MANIFEST_FILE).read_text()).get("architecture", {})
+        return int(arch.get("num_qualities") or len(arch["lambdas"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def save_weights(directory: Path, tensors: dict[str, torch.Tensor], manifest: dict) -> dict:
     """Write the safetensors file and a manifest that records its sha256."""
+    from safetensors.torch import save_file
+
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / WEIGHTS_FILE
     tmp = path.with_suffix(".tmp")
@@ -55,6 +68,8 @@ def save_weights(directory: Path, tensors: dict[str, torch.Tensor], manifest: di
 
 def load_weights(directory: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and manifest; raises BadInputError if missing or the hash differs."""
+    from safetensors.torch import load_file
+
     directory = Path(directory) if directory else default_weights_dir()
     manifest_path = directory / MANIFEST_FILE
     try:
