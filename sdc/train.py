@@ -28,6 +28,7 @@ from PIL import Image
 from sdc.models.layers import g_s_res_in, has_bypass
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
+from sdc.models.weights import declared_num_qualities
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
 ENTROPY_TABLE_KEYS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
@@ -167,11 +168,6 @@ def manifest_lambdas(path: str) -> list[float] | None:
     return _manifest_architecture(path).get("lambdas")
 
 
-def manifest_num_qualities(path: str) -> int | None:
-    arch = _manifest_architecture(path)
-    return arch.get("num_qualities") or (len(arch["lambdas"]) if arch.get("lambdas") else None)
-
-
 def manifest_context_slices(path: str) -> int:
     return int(_manifest_architecture(path).get("context_slices", 0))
 
@@ -204,19 +200,19 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
     extends = len(old_lambdas) < len(new_lambdas) and np.allclose(old_lambdas, new_lambdas[: len(old_lambdas)], rtol=1e-4)
     shrinks = len(new_lambdas) < len(old_lambdas) and np.allclose(old_lambdas[: len(new_lambdas)], new_lambdas, rtol=1e-4)
     if shrinks:  # the top qualities dropped: the others keep their gains
-        for name in ("log_gain", "log_inv_gain", "log_z_gain"):
-            state[name] = state[name][: len(new_lambdas)]
+        carry = lambda g: g[: len(new_lambdas)]  # noqa: E731
         print(f"qualities {len(new_lambdas) + 1}..{len(old_lambdas)} dropped", flush=True)
     elif extends:  # qualities added on top: the old ones keep their gains
-        for name in ("log_gain", "log_inv_gain", "log_z_gain"):
-            state[name] = extend_log_gains(state[name], old_lambdas, new_lambdas)
+        carry = lambda g: extend_log_gains(g, old_lambdas, new_lambdas)  # noqa: E731
         print(f"qualities {len(old_lambdas) + 1}..{len(new_lambdas)} added (λ up to {new_lambdas[-1]:g}), "
               "their gains extrapolated", flush=True)
     elif not same:
-        for name in ("log_gain", "log_inv_gain", "log_z_gain"):
-            state[name] = remap_log_gains(state[name], old_lambdas, new_lambdas)
+        carry = lambda g: remap_log_gains(g, old_lambdas, new_lambdas)  # noqa: E731
         print(f"gains remapped from λ {old_lambdas[0]:g}..{old_lambdas[-1]:g} to {new_lambdas[0]:g}..{new_lambdas[-1]:g}",
               flush=True)
+    if not same:
+        for name in GAIN_NAMES:
+            state[name] = carry(state[name])
     file_N, file_M = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0]
     if file_N != net.N or file_M > net.M:
         raise SystemExit(f"{path} is an N={file_N}, M={file_M} network; it can start N={file_N} networks "
@@ -251,8 +247,8 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
         known = dict(_manifest_architecture(args.init))
     else:
         known = {}
-    if not known.get("num_qualities") and known.get("lambdas"):
-        known["num_qualities"] = len(known["lambdas"])
+    if declared_num_qualities(known):
+        known["num_qualities"] = declared_num_qualities(known)
     for key in DEFAULT_ARCH:
         if getattr(args, key) is None:
             setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from sdc.models.channel_context import ChannelContext
 from sdc.models.layers import build_h_s, build_transforms  # noqa: F401  (build_h_s re-exported)
+from sdc.models.weights import declared_num_qualities
 
 # Rate-distortion trade-offs of the qualities 1, 2, ...: loss = λ·255²·MSE + bpp,
 # spaced x2.4 from 0.00025 (weights up to c01efd58 used 0.0016·1.7^k, which only
@@ -147,8 +148,7 @@ class SDCNet(nn.Module):
     def from_config(cls, config: dict) -> "SDCNet":
         """The network a checkpoint's config or a manifest's architecture describes (same keys)."""
         return cls(config.get("N", 64), config.get("M", 96),
-                   num_qualities=int(config.get("num_qualities") or len(config.get("lambdas") or ())
-                                     or DEFAULT_NUM_QUALITIES),
+                   num_qualities=declared_num_qualities(config) or DEFAULT_NUM_QUALITIES,
                    context_slices=config.get("context_slices", 0),
                    g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)))
 

@@ -41,14 +41,20 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def declared_num_qualities(architecture: dict) -> int | None:
+    """Qualities a manifest architecture or checkpoint config declares: num_qualities, else
+    the length of its λ list (older files), else None."""
+    n = architecture.get("num_qualities") or len(architecture.get("lambdas") or ())
+    return int(n) if n else None
+
+
 def manifest_num_qualities(directory: Path | None = None) -> int | None:
     """The quality count the manifest of the weights in use declares (None if unreadable:
     loading the weights reports that properly)."""
     directory = Path(directory) if directory else default_weights_dir()
     try:
-        arch = json.loads((directory / MANIFEST_FILE).read_text()).get("architecture", {})
-        return int(arch.get("num_qualities") or len(arch["lambdas"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return declared_num_qualities(json.loads((directory / MANIFEST_FILE).read_text()).get("architecture", {}))
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
