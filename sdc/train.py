@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import g_s_res_in, has_bypass
+from sdc.models.layers import g_s_res_in, g_s_width_in, has_bypass
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
@@ -225,6 +225,15 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         except ValueError as exc:
             raise SystemExit(f"cannot widen {path}: {exc}") from None
         print(f"latent widened from {file_M} to {net.M} channels ({net.context_slices}-slice context)", flush=True)
+    file_width = g_s_width_in(state)
+    if file_width > net.g_s_width:
+        raise SystemExit(f"{path} has a g_s {file_width} channels wide; it can start networks with --g-s-width >= "
+                         f"{file_width}, not {net.g_s_width}")
+    if file_width < net.g_s_width:
+        from sdc.models.widen_synthesis import widen_synthesis_state
+
+        state = widen_synthesis_state(state, net.g_s_width)
+        print(f"g_s widened from {file_width} to {net.g_s_width} channels", flush=True)
     dropped = sorted(set(g_s_res_in(state)) - set(net.g_s_res))
     if dropped:
         raise SystemExit(f"{path} has g_s residual blocks after {dropped}; keep them with --g-s-res")
@@ -256,6 +265,8 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
         args.g_s_res = tuple(known.get("g_s_res", ()))
     if args.bypass is None:
         args.bypass = bool(known.get("bypass", False))
+    if args.g_s_width is None:
+        args.g_s_width = int(known.get("g_s_width") or args.N)
 
 
 # Parts that start at zero in a trained model (context, patch bypass): they learn at
@@ -354,6 +365,9 @@ def main(argv=None) -> None:
     p.add_argument("--bypass", action=argparse.BooleanOptionalAction, default=None,
                    help="add a linear 16x16 patch path beside g_a and g_s, starting at zero "
                         "(default: as the run or --init has it)")
+    p.add_argument("--g-s-width", type=int,
+                   help="hidden channels of g_s (default: the run's, else --init's, else as --N); more than "
+                        "--init's widens g_s keeping what it does (sdc.models.widen_synthesis)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the parts that start from zero in a trained model: "
                         "the context and the patch bypass")
@@ -426,9 +440,11 @@ def main(argv=None) -> None:
             raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
                              "--bypass/--no-bypass (or start a new run with --init to add one)")
         run_widths = {key: ck.get("config", {}).get(key, getattr(args, key)) for key in ("N", "M")}
-        if run_widths != {"N": args.N, "M": args.M}:
-            raise SystemExit(f"{ckpt_path} is an N={run_widths['N']}, M={run_widths['M']} network; resume with "
-                             f"--N {run_widths['N']} --M {run_widths['M']} (or start a new run with --init to widen it)")
+        run_widths["g_s_width"] = ck.get("config", {}).get("g_s_width") or run_widths["N"]
+        if run_widths != {"N": args.N, "M": args.M, "g_s_width": args.g_s_width}:
+            raise SystemExit(f"{ckpt_path} is an N={run_widths['N']}, M={run_widths['M']} network with a g_s "
+                             f"{run_widths['g_s_width']} wide; resume with --N {run_widths['N']} --M {run_widths['M']} "
+                             f"--g-s-width {run_widths['g_s_width']} (or start a new run with --init to widen it)")
         net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
         if len(ck["opt"]["param_groups"]) == 2:  # the run already trains its context
             add_context_group()
@@ -466,7 +482,7 @@ def main(argv=None) -> None:
                        "crop": args.crop, "batch": args.batch,
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,
-                       "g_s_res": list(args.g_s_res), "bypass": args.bypass},
+                       "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

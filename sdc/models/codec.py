@@ -66,10 +66,10 @@ class InferenceNet(torch.nn.Module):
     """g_a, g_s, h_a and the gains, loaded from the weights file (no compressai)."""
 
     def __init__(self, tensors: dict[str, torch.Tensor], N: int, M: int, num_qualities: int,
-                 g_s_res: tuple[int, ...] = (), bypass: bool = False):
+                 g_s_res: tuple[int, ...] = (), bypass: bool = False, g_s_width: int | None = None):
         super().__init__()
         self.N, self.M, self.num_qualities = N, M, num_qualities
-        transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass)
+        transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width)
         stray = sorted(set(g_s_res_in(tensors)) - set(g_s_res))
         if stray:
             raise KeyError(f"g_s blocks after {stray} are not in the manifest's g_s_res")
@@ -109,7 +109,8 @@ class SDCCodec:
         arch = self.manifest.get("architecture", {})
         try:
             self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8),
-                                    tuple(arch.get("g_s_res", ())), bool(arch.get("bypass", False)))
+                                    tuple(arch.get("g_s_res", ())), bool(arch.get("bypass", False)),
+                                    arch.get("g_s_width"))
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         try:

@@ -80,6 +80,11 @@ def g_s_res_in(state) -> tuple[int, ...]:
     return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith("g_s.r")}))
 
 
+def g_s_width_in(state) -> int:
+    """Hidden channels of the g_s a state dict (or weights file) holds (its first deconvolution's outputs)."""
+    return int(state["g_s.0.weight"].shape[1])
+
+
 def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
     """compressai's g_s, with residual blocks after the inverse GDNs in `res_after`.
 
@@ -140,15 +145,18 @@ def has_bypass(state) -> bool:
     return any(k.startswith(("g_a.bypass.", "g_s.bypass.")) for k in state)
 
 
-def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = (), bypass: bool = False) -> dict[str, nn.Sequential]:
+def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = (), bypass: bool = False,
+                     g_s_width: int | None = None) -> dict[str, nn.Sequential]:
     """g_a, g_s, h_a, h_s as in compressai's MeanScaleHyperprior(N, M) (same keys).
 
     `gdn(channels, inverse)` builds the normalisation layers; `g_s_res` adds
     residual blocks to g_s (see :func:`synthesis`); `bypass` adds a linear
-    16x16 patch path to g_a and g_s (see :class:`Bypassed`).
+    16x16 patch path to g_a and g_s (see :class:`Bypassed`); `g_s_width`
+    (default N) is g_s's hidden width, which may exceed g_a's because decoding
+    has time to spare where encoding has little (see sdc.models.widen_synthesis).
     """
     g_a = [conv(3, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, M)]
-    g_s = synthesis(N, M, gdn, tuple(g_s_res))
+    g_s = synthesis(g_s_width or N, M, gdn, tuple(g_s_res))
     if bypass:
         g_a = Bypassed(OrderedDict([(str(i), layer) for i, layer in enumerate(g_a)] + [("bypass", patch_analysis(M))]))
         g_s = Bypassed(OrderedDict(list(g_s.named_children()) + [("bypass", patch_synthesis(M))]))

@@ -120,10 +120,12 @@ class SDCNet(nn.Module):
             :func:`sdc.models.layers.synthesis`).
         bypass: a linear 16x16 patch path beside g_a and g_s (see
             :class:`sdc.models.layers.Bypassed`).
+        g_s_width: hidden channels of g_s (default N).
     """
 
     def __init__(self, N: int = 64, M: int = 96, num_qualities: int = DEFAULT_NUM_QUALITIES, context_slices: int = 0,
-                 context_hidden: int = 64, g_s_res: tuple[int, ...] = (), bypass: bool = False):
+                 context_hidden: int = 64, g_s_res: tuple[int, ...] = (), bypass: bool = False,
+                 g_s_width: int | None = None):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
         from compressai.layers import GDN
@@ -132,8 +134,9 @@ class SDCNet(nn.Module):
         self.N, self.M, self.num_qualities = N, M, num_qualities
         self.lambdas = lambda_ladder(num_qualities)
         self.context_slices, self.context_hidden = context_slices, context_hidden
-        self.g_s_res, self.bypass = tuple(g_s_res), bool(bypass)
-        for name, module in build_transforms(N, M, lambda c, inv: GDN(c, inverse=inv), self.g_s_res, self.bypass).items():
+        self.g_s_res, self.bypass, self.g_s_width = tuple(g_s_res), bool(bypass), int(g_s_width or N)
+        gdn = lambda c, inv: GDN(c, inverse=inv)  # noqa: E731
+        for name, module in build_transforms(N, M, gdn, self.g_s_res, self.bypass, self.g_s_width).items():
             setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
@@ -150,7 +153,8 @@ class SDCNet(nn.Module):
         return cls(config.get("N", 64), config.get("M", 96),
                    num_qualities=declared_num_qualities(config) or DEFAULT_NUM_QUALITIES,
                    context_slices=config.get("context_slices", 0),
-                   g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)))
+                   g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)),
+                   g_s_width=config.get("g_s_width"))
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
