@@ -16,8 +16,8 @@ from sdc.analysis import tasks
 from sdc.errors import BadInputError, UsageError
 from sdc.levels import LEVEL_INDEX
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-COCO = SHARED / "data" / "coco128"
+from conftest import COCO  # noqa: E402  (honours SDC_SHARED, like every other test)
+
 ANN = COCO / "annotations" / "instances_train2017.json"
 
 
