@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import g_s_res_in, g_s_width_in, has_bypass
-from sdc.models.network import SDCNet
+from sdc.models.layers import g_s_res_in, g_s_width_in, synthesis
 
 # Hidden layers of g_s: (deconvolution, inverse GDN after it); g_s.6 maps to RGB.
 _DECONVS = ("g_s.0", "g_s.2", "g_s.4")
@@ -61,14 +60,16 @@ def _grow_conv(new: torch.Tensor, old: torch.Tensor) -> None:
 @torch.no_grad()
 def widen_synthesis_state(state: dict[str, torch.Tensor], new_width: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """The state dict of the same network with g_s `new_width` channels wide."""
-    N, M, width = state["g_a.0.weight"].shape[0], state["g_a.6.weight"].shape[0], g_s_width_in(state)
+    M, width = state["g_a.6.weight"].shape[0], g_s_width_in(state)
     if new_width <= width:
         raise ValueError(f"can only widen g_s: {width} -> {new_width} channels")
+    from compressai.layers import GDN
+
     torch.manual_seed(seed)
-    slices = 1 + sum(1 for k in state if k.startswith("context.nets.") and k.endswith(".0.weight"))
-    wide = SDCNet(N, M, num_qualities=state["log_gain"].shape[0], context_slices=slices if slices > 1 else 0,
-                  g_s_res=g_s_res_in(state), bypass=has_bypass(state), g_s_width=new_width)
-    fresh = wide.state_dict()
+    # Only g_s changes: its fresh layers (compressai's start) are built alone; the bypass, if
+    # any, is copied with everything else below.
+    g_s = synthesis(new_width, M, lambda c, inv: GDN(c, inverse=inv), g_s_res_in(state))
+    fresh = {f"g_s.{k}": v for k, v in g_s.state_dict().items()}
     out = {k: (v.clone() if not k.startswith("g_s.") or k.startswith("g_s.bypass.") else fresh[k].clone())
            for k, v in state.items()}
     for i, name in enumerate(_DECONVS + ("g_s.6",)):
