@@ -19,7 +19,6 @@ from PIL import Image
 
 from sdc.levels import LEVELS
 from sdc.models.channel_context import IntegerChannelContext
-from sdc.models.checkerboard import IntegerSpatialContext
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
@@ -37,8 +36,6 @@ def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
     tensors.update(IntegerHyperSynthesis.quantize(net.h_s))
     if net.context is not None:
         tensors.update(IntegerChannelContext.quantize(net.context))
-        if net.context.spatial is not None:
-            tensors.update(IntegerSpatialContext.quantize(net.context.spatial))
     # Scales are compared after multiplying by the fixed-point gain: units 2^-(2·ACT_BITS).
     tensors["int_scale_thresholds"] = torch.round(net.gaussian_conditional.scale_table.double() * 2.0 ** (2 * ACT_BITS)).to(torch.int64)
     medians = net.entropy_bottleneck.quantiles[:, 0, 1].detach().double()
@@ -132,7 +129,6 @@ def main(argv=None) -> None:
                          "context_slices": net.context_slices if net.context is not None else 0,
                          "context_hidden": net.context_hidden if net.context is not None else 0,
                          "g_s_res": list(net.g_s_res), "bypass": net.bypass, "g_s_width": net.g_s_width,
-                         "spatial_hidden": net.spatial_hidden,
                          "entropy_coder": "constriction queue range coder, compressai 16-bit tables",
                          "hyper_synthesis": "integer fixed point (ACT_BITS=12)"},
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",

@@ -267,8 +267,6 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
         args.bypass = bool(known.get("bypass", False))
     if args.g_s_width is None:
         args.g_s_width = int(known.get("g_s_width") or args.N)
-    if args.spatial_hidden is None:
-        args.spatial_hidden = int(known.get("spatial_hidden") or 0)
 
 
 # Parts that start at zero in a trained model (context, patch bypass): they learn at
@@ -370,9 +368,6 @@ def main(argv=None) -> None:
     p.add_argument("--g-s-width", type=int,
                    help="hidden channels of g_s (default: the run's, else --init's, else as --N); more than "
                         "--init's widens g_s keeping what it does (sdc.models.widen_synthesis)")
-    p.add_argument("--spatial-hidden", type=int,
-                   help="hidden width of the checkerboard context inside groups (sdc.models.checkerboard), "
-                        "0: none; a new one starts at zero (default: the run's, else --init's, else 0)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the parts that start from zero in a trained model: "
                         "the context and the patch bypass")
@@ -444,10 +439,6 @@ def main(argv=None) -> None:
         if bool(ck.get("config", {}).get("bypass", False)) != args.bypass:
             raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
                              "--bypass/--no-bypass (or start a new run with --init to add one)")
-        run_spatial = int(ck.get("config", {}).get("spatial_hidden") or 0)
-        if run_spatial != args.spatial_hidden:
-            raise SystemExit(f"{ckpt_path} has spatial_hidden {run_spatial}; resume with --spatial-hidden {run_spatial} "
-                             "(or start a new run with --init to add a checkerboard context)")
         run_widths = {key: ck.get("config", {}).get(key, getattr(args, key)) for key in ("N", "M")}
         run_widths["g_s_width"] = ck.get("config", {}).get("g_s_width") or run_widths["N"]
         if run_widths != {"N": args.N, "M": args.M, "g_s_width": args.g_s_width}:
@@ -491,8 +482,7 @@ def main(argv=None) -> None:
                        "crop": args.crop, "batch": args.batch,
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,
-                       "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width,
-                       "spatial_hidden": args.spatial_hidden},
+                       "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

@@ -26,9 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from sdc.models.checkerboard import SpatialContext, anchor_mask
-from sdc.models.integer_hyper import (ACT_BITS, ACT_LIMIT, _rescale, apply_refinement, load_pointwise,
-                                      quantize_pointwise, run_pointwise)
+from sdc.models.integer_hyper import ACT_BITS, ACT_LIMIT, LEAKY_NUM, LEAKY_SHIFT, WEIGHT_LIMIT, _rescale
 
 FEATURE_LIMIT = ACT_LIMIT * 2.0**-ACT_BITS  # inputs are clipped to ±256 steps
 INDEX_SCALE = 1 / 8  # the σ-index (0..63) enters the network as index / 8
@@ -48,7 +46,7 @@ class ChannelContext(nn.Module):
     leaves a trained hyperprior model unchanged until it learns something.
     """
 
-    def __init__(self, M: int, slices: int = 4, hidden: int = 64, spatial_hidden: int = 0):
+    def __init__(self, M: int, slices: int = 4, hidden: int = 64):
         super().__init__()
         self.M, self.slices, self.hidden = M, slices, hidden
         self.C = _slice_width(M, slices)
@@ -59,8 +57,6 @@ class ChannelContext(nn.Module):
         for net in self.nets:
             nn.init.zeros_(net[2].weight)
             nn.init.zeros_(net[2].bias)
-        # Optional checkerboard context inside each group (sdc.models.checkerboard).
-        self.spatial = SpatialContext(M, spatial_hidden) if spatial_hidden > 0 else None
 
     @staticmethod
     def index_feature(scales_g: torch.Tensor, scale_table: torch.Tensor) -> torch.Tensor:
@@ -70,24 +66,11 @@ class ChannelContext(nn.Module):
                                      scales_g.detach().contiguous(), right=False)
             return idx.to(scales_g.dtype) * INDEX_SCALE
 
-    def forward(self, y_g, means_g, scales_g, scale_table, quantize, groups=None, parity: int = 0):
+    def forward(self, y_g, means_g, scales_g, scale_table, quantize):
         """Returns refined (means_g, scales_g) and ŷ·g = quantize(y·g − μ') + μ'.
 
         quantize: rounding used for ŷ (straight-through rounding in training).
-        With a checkerboard context, groups: (B, h, w) group labels (None: one
-        group) and parity: 1 if the tile's first cell is not an anchor.
         """
-        if self.spatial is None:
-            return self._chain(y_g, means_g, scales_g, scale_table, quantize)
-        mu_a, sigma_a, y_hat_a = self._chain(y_g, means_g, scales_g, scale_table, quantize)
-        anchor = anchor_mask(*y_g.shape[-2:], parity, y_g.device)
-        symbols = (y_hat_a - mu_a) * anchor.to(y_g.dtype)
-        d_mu, factor = self.spatial(symbols, self.index_feature(scales_g, scale_table), groups)
-        mu_b, sigma_b, y_hat_b = self._chain(y_g, means_g + d_mu, scales_g * factor, scale_table, quantize)
-        return torch.where(anchor, mu_a, mu_b), torch.where(anchor, sigma_a, sigma_b), torch.where(anchor, y_hat_a, y_hat_b)
-
-    def _chain(self, y_g, means_g, scales_g, scale_table, quantize):
-        """The slice chain at every position from the given (μ·g, σ·g)."""
         C = self.C
         feats = [means_g.clamp(-FEATURE_LIMIT, FEATURE_LIMIT), self.index_feature(scales_g, scale_table)]
         mus, sigmas = [means_g[:, :C]], [scales_g[:, :C]]
@@ -113,14 +96,28 @@ class IntegerChannelContext:
 
     def __init__(self, tensors: dict[str, torch.Tensor], M: int, slices: int, prefix: str = "int_ctx."):
         self.M, self.slices, self.C = M, slices, _slice_width(M, slices)
-        self.layers = [[load_pointwise(tensors, f"{prefix}{k}.{j}.") for j in range(2)] for k in range(1, slices)]
+        self.layers = []
+        for k in range(1, slices):
+            pair = []
+            for j in range(2):
+                p = f"{prefix}{k}.{j}."
+                pair.append((tensors[p + "weight"].to(torch.float64), tensors[p + "bias"].to(torch.float64),
+                             int(tensors[p + "shift"].item())))
+            self.layers.append(pair)
 
     @staticmethod
     def quantize(ctx: ChannelContext, prefix: str = "int_ctx.") -> dict[str, torch.Tensor]:
         out = {}
         for k, net in enumerate(ctx.nets, start=1):
             for j, conv in enumerate((net[0], net[2])):
-                out.update(quantize_pointwise(conv, f"{prefix}{k}.{j}."))
+                w = conv.weight.detach().double()[:, :, 0, 0]
+                peak = float(w.abs().max())
+                shift = int(torch.floor(torch.log2(torch.tensor(WEIGHT_LIMIT / peak))).item()) if peak > 0 else 15
+                shift = min(shift, 24)
+                p = f"{prefix}{k}.{j}."
+                out[p + "weight"] = torch.round(w * 2.0**shift).to(torch.int32).contiguous()
+                out[p + "bias"] = torch.round(conv.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64)
+                out[p + "shift"] = torch.tensor([shift], dtype=torch.int64)
         return out
 
     @staticmethod
@@ -136,4 +133,12 @@ class IntegerChannelContext:
                means_2x: torch.Tensor, scales_2x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Refined μ·g, σ·g (units 2^-2·ACT_BITS) of slice k ≥ 1 from ŷ·g of slices < k."""
         x = torch.cat(feats + [self.to_act(v) for v in y_hat_2x], 0)
-        return apply_refinement(run_pointwise(self.layers[k - 1], x), means_2x, scales_2x, FACTOR_MIN, FACTOR_MAX)
+        for j, (w, b, shift) in enumerate(self.layers[k - 1]):
+            x = _rescale(w @ x + b[:, None], shift)
+            if j == 0:
+                x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
+            x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)
+        d_mu, t = x.chunk(2, 0)
+        one = 2.0**ACT_BITS
+        factor = (one + t).clamp_(FACTOR_MIN * one, FACTOR_MAX * one)
+        return means_2x + d_mu * one, torch.floor(scales_2x * factor * 2.0**-ACT_BITS)

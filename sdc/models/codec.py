@@ -114,8 +114,7 @@ class SDCCodec:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         try:
-            self.latent = GroupedLatentCodec(tensors, int(arch.get("context_slices", 0)),
-                                             spatial=int(arch.get("spatial_hidden") or 0) > 0)
+            self.latent = GroupedLatentCodec(tensors, int(arch.get("context_slices", 0)))
         except (KeyError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         sha = self.manifest.get("sha256", "0" * 16)
@@ -127,7 +126,6 @@ class SDCCodec:
                                 if k.startswith(("context.", "h_s.", "entropy_bottleneck."))
                                 or k == "gaussian_conditional.scale_table"}
         self._context_slices = int(arch.get("context_slices", 0))
-        self._spatial_hidden = int(arch.get("spatial_hidden") or 0)
 
     # -- helpers ------------------------------------------------------------------
     def _quality_map(self, group_map: np.ndarray, qualities: dict[str, int]) -> torch.Tensor:
@@ -162,7 +160,7 @@ class SDCCodec:
             context = None
             if self._context_slices > 1:
                 hidden = tensors["context.nets.0.0.weight"].shape[0]
-                context = ChannelContext(self.net.M, self._context_slices, hidden, self._spatial_hidden)
+                context = ChannelContext(self.net.M, self._context_slices, hidden)
                 context.load_state_dict({k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")})
                 context.requires_grad_(False)
             try:  # the joint phase's float hyperprior; weights without its tensors refine y only
@@ -199,7 +197,7 @@ class SDCCodec:
         if joint_steps > 0 and max(gmap.shape) <= self.refine_tile and self.refiner.hyper is not None:
             y_gained, z_symbols = self.refiner.refine_jointly(
                 x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), gains,
-                inv_gain, qmap, height, width, joint_steps, torch.from_numpy(gmap))
+                inv_gain, qmap, height, width, joint_steps)
             hyper, z_symbols = self.latent.encode_z_symbols(z_symbols.numpy())
         else:
             hyper, z_symbols = self.latent.encode_z(z, qz)
@@ -207,8 +205,7 @@ class SDCCodec:
         if refine_steps > 0:
             y_gained = self.refiner.refine(
                 x[0], y_gained, hp.means, hp.scales, inv_gain,
-                qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)),
-                torch.from_numpy(gmap))
+                qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
 

@@ -164,44 +164,6 @@ class IntegerHyperSynthesis:
         return x
 
 
-def quantize_pointwise(conv: nn.Conv2d, prefix: str) -> dict[str, torch.Tensor]:
-    """Fixed-point tensors of a 1x1 convolution (weights file content): weights in
-    units of 2^-shift with |w| < 2^15, bias in 2^-(shift + ACT_BITS)."""
-    w = conv.weight.detach().double()[:, :, 0, 0]
-    peak = float(w.abs().max())
-    shift = int(torch.floor(torch.log2(torch.tensor(WEIGHT_LIMIT / peak))).item()) if peak > 0 else 15
-    shift = min(shift, 24)
-    return {prefix + "weight": torch.round(w * 2.0**shift).to(torch.int32).contiguous(),
-            prefix + "bias": torch.round(conv.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64),
-            prefix + "shift": torch.tensor([shift], dtype=torch.int64)}
-
-
-def load_pointwise(tensors: dict[str, torch.Tensor], prefix: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(weight, bias, shift) of a layer :func:`quantize_pointwise` stored."""
-    return (tensors[prefix + "weight"].to(torch.float64), tensors[prefix + "bias"].to(torch.float64),
-            int(tensors[prefix + "shift"].item()))
-
-
-def run_pointwise(layers, x: torch.Tensor) -> torch.Tensor:
-    """1x1 layers on (channels, P) activations in 2^-ACT_BITS, LeakyReLU between them."""
-    for j, (w, b, shift) in enumerate(layers):
-        x = _rescale(w @ x + b[:, None], shift)
-        if j < len(layers) - 1:
-            x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
-        x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)
-    return x
-
-
-def apply_refinement(out: torch.Tensor, means_2x: torch.Tensor, scales_2x: torch.Tensor,
-                     factor_min: float, factor_max: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """μ + Δμ and ⌊σ · clamp(1 + t)⌋ from a context network's output (Δμ, t) in
-    2^-ACT_BITS; μ, σ in 2^-(2·ACT_BITS)."""
-    d_mu, t = out.chunk(2, 0)
-    one = 2.0**ACT_BITS
-    factor = (one + t).clamp_(factor_min * one, factor_max * one)
-    return means_2x + d_mu * one, torch.floor(scales_2x * factor * 2.0**-ACT_BITS)
-
-
 def scale_thresholds(scale_table: torch.Tensor) -> torch.Tensor:
     """The scale table in the fixed-point units of :class:`IntegerHyperSynthesis`."""
     return torch.round(scale_table.double() * 2.0**ACT_BITS).to(torch.int64)

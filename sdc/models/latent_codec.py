@@ -28,24 +28,15 @@ from ŷ·g of slices < k *at the same position* (:mod:`sdc.models.channel_contex
 
 A decoder lacking a group uses ŷ = μ'·g there and carries on the chain.
 
-With a checkerboard context (manifest ``spatial_hidden`` > 0) this runs in two
-phases: first the anchors ((row + col) even) as above, then the other
-positions, whose μ·g, σ·g are first refined from the symbols of their four
-anchor neighbours *in the same group* (:mod:`sdc.models.checkerboard`)::
-
-    phase 0, anchors:  h_s ─► slice chain ─► symbols s (anchors)
-    phase 1, others:   h_s + IntegerSpatialContext(s of same-group neighbours) ─► slice chain ─► symbols
-
 Every position's distribution depends on ẑ, its own group's quality and its
-own earlier slices (and its own group's anchors) alone, so each group's
+own earlier slices alone (no spatial or cross-group context), so each group's
 substream decodes without the others. μ·g, the context and the σ-index are
 computed in integers (:class:`IntegerHyperSynthesis`,
 :class:`IntegerChannelContext`, gains and z median stored as fixed-point
 integers in the weights), so they are bit-identical on every machine. Within
-a group, symbols are listed phase by phase, within a phase slice by slice,
-within a slice channel by channel, and within a channel in raster order of
-the group's positions in the phase; each (phase, slice) is one batch of the
-substream's range coder (see
+a group, symbols are listed slice by slice, within a slice channel by
+channel, and within a channel in raster order of the group's positions; each
+slice is one batch of the substream's range coder (see
 :mod:`sdc.models.entropy_coder`), so a decoder can index slice k only after
 decoding slice k-1.
 """
@@ -59,7 +50,6 @@ import torch
 
 from sdc.levels import LEVELS
 from sdc.models.channel_context import IntegerChannelContext
-from sdc.models.checkerboard import CROSS, IntegerSpatialContext, anchor_mask
 from sdc.models.entropy_coder import EntropyDecodeError, TableCoder
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis, scale_indexes
 
@@ -103,10 +93,9 @@ class GroupedLatentCodec:
     Args:
         tensors: the weights file's tensors.
         context_slices: channel slices of the 1x1 channel context (0 or 1: none).
-        spatial: the weights have a checkerboard context (manifest spatial_hidden > 0).
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], context_slices: int = 0, spatial: bool = False):
+    def __init__(self, tensors: dict[str, torch.Tensor], context_slices: int = 0):
         self.h_s = IntegerHyperSynthesis(tensors)
         self.thresholds = tensors["int_scale_thresholds"]  # units 2^-(2·ACT_BITS)
         self.gain_fixed = tensors["int_gain"].to(torch.float64)  # (Q, M), units 2^-ACT_BITS
@@ -114,11 +103,6 @@ class GroupedLatentCodec:
         self.z_inv_gain_fixed = tensors["int_z_inv_gain"].to(torch.float64)  # (Q, N)
         self.z_median_fixed = tensors["int_z_median"].to(torch.float64)  # (N,)
         self.context = IntegerChannelContext(tensors, self.M, context_slices) if context_slices > 1 else None
-        if IntegerSpatialContext.present(tensors) != bool(spatial):
-            raise KeyError("the weights' checkerboard context does not match the manifest's spatial_hidden")
-        if spatial and self.context is None:
-            raise ValueError("a checkerboard context needs the channel context")
-        self.spatial = IntegerSpatialContext(tensors) if spatial else None
         width = self.context.C if self.context else self.M
         self.slices = [slice(c, c + width) for c in range(0, self.M, width)]
         self.z_coder = TableCoder(
@@ -179,57 +163,20 @@ class GroupedLatentCodec:
             raise EntropyDecodeError("hyperprior symbols out of range")
         return sym
 
-    # -- phases: the checkerboard ------------------------------------------------
-    def phases(self, shape: tuple[int, int]) -> list[np.ndarray]:
-        """Flat positions of each coding phase in raster order: all positions, or
-        with a checkerboard context the anchors, then the others."""
-        h, w = shape
-        if self.spatial is None:
-            return [np.arange(h * w)]
-        anchor = anchor_mask(h, w).numpy().reshape(-1)
-        return [np.flatnonzero(anchor), np.flatnonzero(~anchor)]
-
-    def _phase_params(self, phase: int, pos: np.ndarray, hp: HyperParams, symbols: np.ndarray,
-                      group_map: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(M, len(pos)) μ·g, σ·g (units 2^-2·ACT_BITS) and σ-indexes the slice chain starts from.
-
-        Phase 0 takes the hyperprior's; phase 1 (non-anchors) refines them from
-        the anchor neighbours' symbols in the same group (symbols: (M, h, w)).
-        """
-        M, P = self.M, pos.size
-        means = hp.means_2x.reshape(M, -1)[:, pos]
-        scales = hp.scales_2x.reshape(M, -1)[:, pos]
-        indexes = torch.from_numpy(hp.indexes.reshape(M, -1)[:, pos])
-        if phase == 0:
-            return means, scales, indexes
-        h, w = group_map.shape
-        rows, cols = pos // w, pos % w
-        cross = np.zeros((4 * M, P), dtype=np.int64)
-        for d, (dr, dc) in enumerate(CROSS):
-            r, c = rows + dr, cols + dc
-            ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-            ok[ok] &= group_map[r[ok], c[ok]] == group_map[rows[ok], cols[ok]]
-            cross[d * M:(d + 1) * M, ok] = symbols[:, r[ok], c[ok]]
-        out_m, out_s = torch.empty_like(means), torch.empty_like(scales)
-        for p0 in range(0, P, CONTEXT_CHUNK):
-            part = slice(p0, min(P, p0 + CONTEXT_CHUNK))
-            out_m[:, part], out_s[:, part] = self.spatial.refine(
-                torch.from_numpy(cross[:, part]), indexes[:, part], means[:, part], scales[:, part])
-        return out_m, out_s, scale_indexes(out_s, self.thresholds).to(torch.int64)
-
     # -- slices: the channel context -------------------------------------------
-    def _slice_params(self, k: int, means: torch.Tensor, scales: torch.Tensor, indexes: torch.Tensor,
-                      y_hat_2x: list[torch.Tensor]) -> tuple[torch.Tensor, np.ndarray]:
-        """(C, P) μ'·g (units 2^-2·ACT_BITS) and σ'-indexes of slice k at P positions.
+    def _slice_params(self, k: int, hp: HyperParams, y_hat_2x: list[torch.Tensor]) -> tuple[torch.Tensor, np.ndarray]:
+        """(C, P) μ'·g (units 2^-2·ACT_BITS) and σ'-indexes of slice k at every position.
 
-        means, scales, indexes: (M, P) what the chain starts from; y_hat_2x: ŷ·g
-        of slices 0..k-1, (C, P) each. Positions are processed in chunks (the
-        context is per position, so chunking changes no value).
+        y_hat_2x: ŷ·g of slices 0..k-1, (C, P) each. Positions are processed in
+        chunks (the context is per position, so chunking changes no value).
         """
         ch = self.slices[k]
-        P = means.shape[1]
+        M, P = self.M, hp.means_2x[0].numel()
+        means = hp.means_2x.reshape(M, P)
         if k == 0 or self.context is None:
-            return means[ch], indexes[ch].numpy()
+            return means[ch], hp.indexes.reshape(M, P)[ch]
+        scales = hp.scales_2x.reshape(M, P)
+        indexes = torch.from_numpy(hp.indexes.reshape(M, P))
         out_m, out_i = torch.empty_like(means[ch]), torch.empty(means[ch].shape, dtype=torch.int64)
         for p0 in range(0, P, CONTEXT_CHUNK):
             part = slice(p0, min(P, p0 + CONTEXT_CHUNK))
@@ -244,63 +191,46 @@ class GroupedLatentCodec:
                       levels: tuple[str, ...] = LEVELS) -> tuple[dict[str, bytes], np.ndarray]:
         """Substreams of `levels` from y·g (M, h, w); also returns all (M, h, w) symbols.
 
-        Each substream holds one batch per (phase, channel slice), in that order.
+        Each substream holds one batch per channel slice, in slice order.
         """
-        M, (h, w) = self.M, y_gained.shape[-2:]
-        y2 = y_gained.to(torch.float64).reshape(M, h * w)
-        flat_map = group_map.reshape(-1)
+        M, P = self.M, y_gained[0].numel()
+        y2 = y_gained.to(torch.float64).reshape(M, P)
+        masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in levels}
         encoders = {lv: self.y_coder.encoder() for lv in levels}
-        symbols = np.zeros((M, h * w), dtype=np.int64)
-        for phase, pos in enumerate(self.phases((h, w))):
-            means0, scales0, indexes0 = self._phase_params(phase, pos, hp, symbols.reshape(M, h, w), group_map)
-            masks = {lv: flat_map[pos] == LEVELS.index(lv) for lv in levels}
-            y_hat_2x: list[torch.Tensor] = []
-            for k, ch in enumerate(self.slices):
-                means, indexes = self._slice_params(k, means0, scales0, indexes0, y_hat_2x)
-                sym = torch.round(y2[ch][:, pos] - means * 2.0 ** (-2 * ACT_BITS)).clamp_(-Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT)
-                sym_np = sym.to(torch.int64).numpy()
-                symbols[ch.start:ch.stop, pos] = sym_np
-                y_hat_2x.append(sym * 2.0 ** (2 * ACT_BITS) + means)
-                for lv in levels:
-                    encoders[lv].encode(sym_np[:, masks[lv]], indexes[:, masks[lv]])
+        symbols = np.empty((M, P), dtype=np.int64)
+        y_hat_2x: list[torch.Tensor] = []
+        for k, ch in enumerate(self.slices):
+            means, indexes = self._slice_params(k, hp, y_hat_2x)
+            sym = torch.round(y2[ch] - means * 2.0 ** (-2 * ACT_BITS)).clamp_(-Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT)
+            symbols[ch] = sym.to(torch.int64).numpy()
+            y_hat_2x.append(sym * 2.0 ** (2 * ACT_BITS) + means)
+            for lv in levels:
+                encoders[lv].encode(symbols[ch][:, masks[lv]], indexes[:, masks[lv]])
         return {lv: e.finish() for lv, e in encoders.items()}, symbols.reshape(y_gained.shape)
 
     def decode_groups(self, streams: dict[str, bytes], hp: HyperParams, group_map: np.ndarray) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-        """ŷ·g for all positions (the prediction μ'·g where a group is absent) and the
-        decoded symbols per group ((M, positions), phase by phase)."""
-        M, (h, w) = self.M, group_map.shape
-        flat_map = group_map.reshape(-1)
+        """ŷ·g for all positions (the prediction μ'·g where a group is absent) and the decoded symbols per group."""
+        masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in streams}
         decoders = {}
         for lv, data in streams.items():
             with _naming_substream(lv):
                 decoders[lv] = self.y_coder.decoder(data)
         decoded = {lv: [] for lv in streams}
-        symbols = np.zeros((M, h * w), dtype=np.int64)  # absent groups: 0, the prediction itself
-        y_full = torch.empty(M, h * w, dtype=torch.float64)
-        for phase, pos in enumerate(self.phases((h, w))):
-            means0, scales0, indexes0 = self._phase_params(phase, pos, hp, symbols.reshape(M, h, w), group_map)
-            masks = {lv: flat_map[pos] == LEVELS.index(lv) for lv in streams}
-            y_hat_2x: list[torch.Tensor] = []
-            parts = {lv: [] for lv in streams}
-            for k, ch in enumerate(self.slices):
-                means, indexes = self._slice_params(k, means0, scales0, indexes0, y_hat_2x)
-                y_k = means.clone()
-                for lv, dec in decoders.items():
-                    idx = indexes[:, masks[lv]]
-                    with _naming_substream(lv):
-                        sym = dec.decode(idx).reshape(idx.shape)
-                        if np.abs(sym).max(initial=0) > Y_SYMBOL_LIMIT:
-                            raise EntropyDecodeError("symbols out of range")
-                    parts[lv].append(sym)
-                    cols = pos[masks[lv]]
-                    symbols[ch.start:ch.stop, cols] = sym
-                    y_k[:, torch.from_numpy(masks[lv])] += torch.from_numpy(sym.astype(np.float64)) * 2.0 ** (2 * ACT_BITS)
-                y_hat_2x.append(y_k)
-            y_full[:, torch.from_numpy(pos)] = torch.cat(y_hat_2x, 0)
-            for lv in streams:
-                decoded[lv].append(np.concatenate(parts[lv], 0))
+        y_hat_2x: list[torch.Tensor] = []
+        for k, ch in enumerate(self.slices):
+            means, indexes = self._slice_params(k, hp, y_hat_2x)
+            y_k = means.clone()
+            for lv, dec in decoders.items():
+                idx = indexes[:, masks[lv]]
+                with _naming_substream(lv):
+                    sym = dec.decode(idx).reshape(idx.shape)
+                    if np.abs(sym).max(initial=0) > Y_SYMBOL_LIMIT:
+                        raise EntropyDecodeError("symbols out of range")
+                decoded[lv].append(sym)
+                y_k[:, torch.from_numpy(masks[lv])] += torch.from_numpy(sym.astype(np.float64)) * 2.0 ** (2 * ACT_BITS)
+            y_hat_2x.append(y_k)
         for lv, dec in decoders.items():
             with _naming_substream(lv):
                 dec.finish()
-        y_gained = (y_full * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
-        return y_gained, {lv: np.concatenate(parts, 1) for lv, parts in decoded.items()}
+        y_gained = (torch.cat(y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
+        return y_gained, {lv: np.concatenate(parts, 0) for lv, parts in decoded.items()}

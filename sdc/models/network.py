@@ -28,10 +28,6 @@ information also shrinks at low rates.
 With ``context_slices`` S > 1, a 1x1 channel-conditional context
 (:mod:`sdc.models.channel_context`) refines μ·g, σ·g of channel slice k from
 ŷ·g of slices < k at the same position, before the rate and ŷ are computed.
-With ``spatial_hidden`` > 0 as well, a checkerboard context
-(:mod:`sdc.models.checkerboard`) refines the non-anchor positions from their
-anchor neighbours in the same group (the quality map stands in for the groups
-in training).
 """
 from __future__ import annotations
 
@@ -125,13 +121,11 @@ class SDCNet(nn.Module):
         bypass: a linear 16x16 patch path beside g_a and g_s (see
             :class:`sdc.models.layers.Bypassed`).
         g_s_width: hidden channels of g_s (default N).
-        spatial_hidden: hidden width of the checkerboard context inside groups
-            (:mod:`sdc.models.checkerboard`; 0: none; needs the channel context).
     """
 
     def __init__(self, N: int = 64, M: int = 96, num_qualities: int = DEFAULT_NUM_QUALITIES, context_slices: int = 0,
                  context_hidden: int = 64, g_s_res: tuple[int, ...] = (), bypass: bool = False,
-                 g_s_width: int | None = None, spatial_hidden: int = 0):
+                 g_s_width: int | None = None):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
         from compressai.layers import GDN
@@ -150,11 +144,7 @@ class SDCNet(nn.Module):
         self.log_inv_gain = nn.Parameter(-initial_log_gains(num_qualities, M))
         self.log_z_gain = nn.Parameter(0.5 * initial_log_gains(num_qualities, N))
         # Optional 1x1 channel-conditional context (sdc.models.channel_context).
-        if spatial_hidden and context_slices <= 1:
-            raise ValueError("the checkerboard context needs the channel context (context_slices > 1)")
-        self.spatial_hidden = int(spatial_hidden)
-        self.context = (ChannelContext(M, context_slices, context_hidden, self.spatial_hidden)
-                        if context_slices > 1 else None)
+        self.context = ChannelContext(M, context_slices, context_hidden) if context_slices > 1 else None
         self.register_buffer("coder_scale_table", get_scale_table(), persistent=False)
 
     @classmethod
@@ -164,7 +154,7 @@ class SDCNet(nn.Module):
                    num_qualities=declared_num_qualities(config) or DEFAULT_NUM_QUALITIES,
                    context_slices=config.get("context_slices", 0),
                    g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)),
-                   g_s_width=config.get("g_s_width"), spatial_hidden=int(config.get("spatial_hidden") or 0))
+                   g_s_width=config.get("g_s_width"))
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,8 +175,7 @@ class SDCNet(nn.Module):
         scales_g, means_g = scales * g, means * g
         y_g = y * g
         if self.context is not None:
-            means_g, scales_g, y_hat_g = self.context(y_g, means_g, scales_g, self.coder_scale_table, ste_round,
-                                                      groups=qmap)
+            means_g, scales_g, y_hat_g = self.context(y_g, means_g, scales_g, self.coder_scale_table, ste_round)
         else:
             y_hat_g = ste_round(y_g - means_g) + means_g
         # Rate from additive noise, reconstruction from true rounding

@@ -155,19 +155,17 @@ class LatentRefiner:
         self.g_s, self.context, self.scale_table = g_s, context, scale_table.float()
         self.hyper = hyper
 
-    def _relaxed(self, u, means, scales, quantize, groups=None, parity=0):
-        """(ỹ·g, μ', σ') of the tile, with the channel (and checkerboard) context if there is one.
-
-        groups: (1, h, w) group labels of the tile; parity: 1 if its first cell is no anchor."""
+    def _relaxed(self, u, means, scales, quantize):
+        """(ỹ·g, μ', σ') of the tile, with the channel context if there is one."""
         if self.context is not None:
-            mu, sigma, y_tilde = self.context(u, means, scales, self.scale_table, quantize, groups, parity)
+            mu, sigma, y_tilde = self.context(u, means, scales, self.scale_table, quantize)
             return y_tilde, mu, sigma
         return quantize(u - means) + means, means, scales
 
-    def _objective(self, u, means, scales, quantize, inv_gain, target, pixel_lam, moved, groups=None, parity=0):
+    def _objective(self, u, means, scales, quantize, inv_gain, target, pixel_lam, moved):
         """(λ-weighted squared error summed over pixels, bits of ỹ at the `moved` cells)."""
         rows, cols = target.shape[-2:]
-        y_tilde, mu, sigma = self._relaxed(u, means, scales, quantize, groups, parity)
+        y_tilde, mu, sigma = self._relaxed(u, means, scales, quantize)
         x_hat = self.g_s((y_tilde * inv_gain).contiguous(memory_format=torch.channels_last))[:, :, :rows, :cols]
         distortion = (pixel_lam * (x_hat - target).pow(2).mean(1)).sum()
         moved = moved.expand_as(y_tilde)
@@ -194,13 +192,12 @@ class LatentRefiner:
 
     def refine(self, x: torch.Tensor, u0: torch.Tensor, means: torch.Tensor, scales: torch.Tensor,
                inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int, steps: int,
-               tiles, groups: torch.Tensor | None = None) -> torch.Tensor:
+               tiles) -> torch.Tensor:
         """Refined y·g with ẑ fixed, (M, h, w) float64.
 
         x: (3, H', W') padded image in [0, 1]; u0: g_a's y·g; means, scales: μ·g, σ·g
         from ẑ (quantization steps); inv_gain: (M, h, w) g'; qmap: (h, w) 0-based
-        qualities; tiles: (kept, context) latent boxes as :func:`latent_tiles` yields;
-        groups: (h, w) group labels (for a checkerboard context; None: one group).
+        qualities; tiles: (kept, context) latent boxes as :func:`latent_tiles` yields.
         """
         with torch.inference_mode(False), torch.enable_grad():
             u = u0.detach().float().clone()
@@ -209,12 +206,10 @@ class LatentRefiner:
             x = x.float().clone()
             generator = torch.Generator().manual_seed(0)
             for kept, box in tiles:
-                self._refine_tile(u, x, means, scales, inv_gain, lam, kept, box, height, width, steps, generator,
-                                  groups)
+                self._refine_tile(u, x, means, scales, inv_gain, lam, kept, box, height, width, steps, generator)
             return u.double()
 
-    def _refine_tile(self, u, x, means, scales, inv_gain, lam, kept, box, height, width, steps, generator,
-                     groups=None):
+    def _refine_tile(self, u, x, means, scales, inv_gain, lam, kept, box, height, width, steps, generator):
         r0, r1, c0, c1 = kept
         R0, R1, C0, C1 = box
         s = LATENT_STRIDE
@@ -229,7 +224,6 @@ class LatentRefiner:
         tile_inv = inv_gain[area][None]
         target = x[:, R0 * s:R0 * s + rows, C0 * s:C0 * s + cols][None]
         pixel_lam = self._per_pixel(lam[R0:R1, C0:C1], rows, cols)
-        tile_groups = None if groups is None else groups[None, R0:R1, C0:C1]
         pixels = float(mask.sum()) * s * s  # scales both terms alike: sets only Adam's step size
         param = fixed.clone().requires_grad_(True)
         opt = torch.optim.Adam([param], lr=LEARNING_RATE)
@@ -241,7 +235,7 @@ class LatentRefiner:
                 return torch.where(mask, sga_round(v, tau, generator), torch.round(v))
 
             distortion, bits = self._objective(moving, tile_means, tile_scales, quantize, tile_inv, target,
-                                               pixel_lam, mask, tile_groups, (R0 + C0) % 2)
+                                               pixel_lam, mask)
             loss = (distortion + bits) / pixels
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -251,7 +245,7 @@ class LatentRefiner:
 
     def refine_jointly(self, x: torch.Tensor, u0: torch.Tensor, v0: torch.Tensor, z_gain: torch.Tensor,
                        gain: torch.Tensor, inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int,
-                       steps: int, groups: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Refined (y·g, ẑ symbols) of a whole latent: ẑ moves too (the joint phase).
 
         v0: (N, hz, wz) g_a's z·g_z − median, the ẑ symbols before rounding;
@@ -277,8 +271,7 @@ class LatentRefiner:
                 scales, means = hyper.h_s((z_tilde / z_gain)[None]).chunk(2, 1)
                 distortion, bits = self._objective(u, means * gain, scales * gain,
                                                    lambda t, tau=tau: sga_round(t, tau, generator),
-                                                   inv_gain, target, pixel_lam, moved,
-                                                   None if groups is None else groups[None])
+                                                   inv_gain, target, pixel_lam, moved)
                 loss = (distortion + bits + hyper.density.bits(z_tilde)) / pixels
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
