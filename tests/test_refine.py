@@ -12,7 +12,7 @@ from sdc.levels import LEVELS
 from sdc.models import codec as codec_module
 from sdc.models.codec import CodedImage
 from sdc.models.network import LAMBDAS, latent_shape
-from sdc.models.refine import gaussian_bits, sga_round
+from sdc.models.refine import EFFORT_STEPS, gaussian_bits, sga_round
 
 from conftest import SAMPLE, load_rgb
 from test_codec import pixel_mask, psnr, subset
@@ -167,8 +167,12 @@ def test_joint_refinement_moves_z_and_lowers_the_cost(codec, photo):
     gmap[2:6, 3:9] = 0
     qualities = {"L1": 7, "L2": 5, "L3": 4, "other": 3}
     plain = codec.encode(photo, gmap, qualities)
-    joint = codec.encode(photo, gmap, qualities, joint_steps=10, refine_steps=10)
-    again = codec.encode(photo, gmap, qualities, joint_steps=10, refine_steps=10)
+    # Effort 3's steps: with 10 + 10 the joint phase is a coin toss on a file this
+    # small (~60 bytes: cost -20% with weights a9093bd7, +5% with a76e2aaf; 20 + 20:
+    # -14% and -12%), as EFFORT_STEPS' comment says of 10 + 10 on whole photos.
+    joint_steps, refine_steps = EFFORT_STEPS[3]
+    joint = codec.encode(photo, gmap, qualities, joint_steps=joint_steps, refine_steps=refine_steps)
+    again = codec.encode(photo, gmap, qualities, joint_steps=joint_steps, refine_steps=refine_steps)
     assert joint.hyperprior == again.hyperprior and joint.groups == again.groups  # reproducible
     shape = codec.z_shape(*photo.shape[:2])
     assert not np.array_equal(codec.latent.decode_z(plain.hyperprior, shape), codec.latent.decode_z(joint.hyperprior, shape))
