@@ -105,6 +105,13 @@ def extend_log_gains(log_gain: torch.Tensor, old_lambdas, new_lambdas, fit_last:
     return torch.cat([log_gain.detach(), top])
 
 
+def trainable_gdn(channels: int, inverse: bool) -> nn.Module:
+    """compressai's (trainable) GDN: the layer factory of the training network's transforms."""
+    from compressai.layers import GDN  # lazily: importing compressai is slow
+
+    return GDN(channels, inverse=inverse)
+
+
 class SDCNet(nn.Module):
     """Variable-rate mean-scale hyperprior with per-position gains (trainable).
 
@@ -128,15 +135,13 @@ class SDCNet(nn.Module):
                  g_s_width: int | None = None):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-        from compressai.layers import GDN
         from compressai.models.google import get_scale_table
 
         self.N, self.M, self.num_qualities = N, M, num_qualities
         self.lambdas = lambda_ladder(num_qualities)
         self.context_slices, self.context_hidden = context_slices, context_hidden
         self.g_s_res, self.bypass, self.g_s_width = tuple(g_s_res), bool(bypass), int(g_s_width or N)
-        gdn = lambda c, inv: GDN(c, inverse=inv)  # noqa: E731
-        for name, module in build_transforms(N, M, gdn, self.g_s_res, self.bypass, self.g_s_width).items():
+        for name, module in build_transforms(N, M, trainable_gdn, self.g_s_res, self.bypass, self.g_s_width).items():
             setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from sdc.models.layers import g_s_res_in, g_s_width_in, synthesis
+from sdc.models.network import trainable_gdn
 
 # Hidden layers of g_s: (deconvolution, inverse GDN after it); g_s.6 maps to RGB.
 _DECONVS = ("g_s.0", "g_s.2", "g_s.4")
@@ -63,12 +64,10 @@ def widen_synthesis_state(state: dict[str, torch.Tensor], new_width: int, seed: 
     M, width = state["g_a.6.weight"].shape[0], g_s_width_in(state)
     if new_width <= width:
         raise ValueError(f"can only widen g_s: {width} -> {new_width} channels")
-    from compressai.layers import GDN
-
     torch.manual_seed(seed)
     # Only g_s changes: its fresh layers (compressai's start) are built alone; the bypass, if
     # any, is copied with everything else below.
-    g_s = synthesis(new_width, M, lambda c, inv: GDN(c, inverse=inv), g_s_res_in(state))
+    g_s = synthesis(new_width, M, trainable_gdn, g_s_res_in(state))
     fresh = {f"g_s.{k}": v for k, v in g_s.state_dict().items()}
     out = {k: (v.clone() if not k.startswith("g_s.") or k.startswith("g_s.bypass.") else fresh[k].clone())
            for k, v in state.items()}
