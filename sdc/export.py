@@ -23,7 +23,7 @@ from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
-from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside
+from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, trained_tensors
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -81,6 +81,30 @@ def real_rd(codec: SDCCodec, images: list[np.ndarray]) -> dict:
     return res
 
 
+# A training start keeps tensors this large in float16: half the bytes in the repo, and
+# resuming from it is within 5e-4 of the float32 weights, far below one step's change.
+HALF_MIN_NUMEL = 4096
+
+
+def write_training_start(weights: Path, out: Path) -> None:
+    """weights/candidates-style copy of exported weights, to resume training from (not to decode):
+    the tensors training starts from (:func:`sdc.train.trained_tensors`), large ones in float16,
+    and the manifest with a ``candidate`` note saying so."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.half() if v.is_floating_point() and v.numel() >= HALF_MIN_NUMEL else v
+               for k, v in trained_tensors(load_file(str(weights / "sdc.safetensors"))).items()}
+    manifest = json.loads((weights / "manifest.json").read_text())
+    manifest["candidate"] = (
+        f"Training start only, not decodable weights: the float tensors of {weights} (sha256 above, not this "
+        f"file's) with those of {HALF_MIN_NUMEL}+ elements stored as float16 and the tables export derives left "
+        f"out. Resume with python -m sdc.train --init {out / 'sdc.safetensors'}.")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "sdc.safetensors"))
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    print(f"wrote training start {out}/sdc.safetensors")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="training run directory (uses its ckpt.pt)")
@@ -89,10 +113,15 @@ def main(argv=None) -> None:
     p.add_argument("--val", default="../shared/data/val")
     p.add_argument("--notes", default="")
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N images only (quick exports)")
+    p.add_argument("--training-start", metavar="WEIGHTS_DIR",
+                   help="or: write exported weights as a float16 training start to --out (weights/candidates/NAME)")
     p.add_argument("--init-manifest", help="manifest of the weights the run started from, for its lineage (for "
                                            "checkpoints older than init_training whose --init file was replaced since)")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
+    if args.training_start:
+        write_training_start(Path(args.training_start), Path(args.out))
+        return
 
     training: dict = {}
     if args.run:

@@ -183,6 +183,12 @@ def parse_positions(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated positions such as 1,3, not {text!r}") from None
 
 
+def trained_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A weights file's tensors that training starts from: without what export derives
+    (the entropy models' tables, the integer copies for the coder)."""
+    return {k: v for k, v in tensors.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+
+
 def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> None:
     """Start `net` from a weights file: gains carried over to this ladder, y widened to net.M.
 
@@ -190,7 +196,7 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
     """
     from safetensors.torch import load_file
 
-    state = {k: v for k, v in load_file(path).items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    state = trained_tensors(load_file(path))
     old_lambdas = manifest_lambdas(path) or list(net.lambdas[: state["log_gain"].shape[0]])
     new_lambdas = list(net.lambdas)
     if len(old_lambdas) != state["log_gain"].shape[0]:

@@ -53,7 +53,10 @@ class FoldedGDN(nn.Module):
             return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
         # Inference: the same values in place in `norm`. GDN is a few passes over the
         # largest tensors of the transforms, and one allocation fewer is ~20% of its time.
-        (norm.sqrt_() if self.inverse else norm.rsqrt_())
+        if self.inverse:
+            norm.sqrt_()
+        else:
+            norm.rsqrt_()
         return norm.mul_(x)
 
 
