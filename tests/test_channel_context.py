@@ -72,11 +72,10 @@ def test_integer_context_matches_the_float_one():
     two = 2.0 ** (2 * ACT_BITS)
     means_2x, scales_2x = torch.round(means_g * two), torch.round(scales_g * two)
     idx = torch.searchsorted(torch.round(get_scale_table().double() * two)[:-1].contiguous(), scales_2x.contiguous())
-    feats = ictx.features(means_2x, idx)
     y_hat = [torch.round(y_g[:C] - means_g[:C]) * two + means_2x[:C]]
     for k in range(1, SLICES):
         ch = slice(k * C, (k + 1) * C)
-        m, s = ictx.refine(k, feats, y_hat, means_2x[ch], scales_2x[ch])
+        m, s = ictx.refine(k, ictx.inputs(means_2x, idx, y_hat), means_2x[ch], scales_2x[ch])
         assert torch.equal(m, torch.round(m)) and torch.equal(s, torch.round(s))  # integers, exactly
         float_in = torch.cat([means_g.clamp(-FEATURE_LIMIT, FEATURE_LIMIT), idx.double() * INDEX_SCALE]
                              + [v / two for v in y_hat], 0)
@@ -115,9 +114,11 @@ def test_context_groups_decode_independently_and_exactly(ctx_codec, val_image, q
 
 
 def test_context_positions_are_chunked_without_changing_a_value(ctx_codec, val_image, quadrants, monkeypatch):
+    """Huge images rebuild the context's inputs chunk by chunk instead of keeping one buffer: same bytes."""
     import sdc.models.latent_codec as lc
 
     coded = ctx_codec.encode(val_image, quadrants, {lv: 4 for lv in LEVELS})
+    monkeypatch.setattr(lc, "CONTEXT_BUFFER_BYTES", 0)
     monkeypatch.setattr(lc, "CONTEXT_CHUNK", 7)
     again = ctx_codec.encode(val_image, quadrants, {lv: 4 for lv in LEVELS})
     assert again.groups == coded.groups

@@ -85,3 +85,14 @@ def test_batches_share_one_stream_and_decode_in_turn(coder):
     dec.decode(batches[0][1])
     with pytest.raises(EntropyDecodeError):
         dec.finish()
+
+
+def test_table_order_is_the_stable_sort_and_rejects_unknown_tables(coder):
+    """The radix-sorted coding order equals the stable int64 sort; an index past the tables is an error."""
+    coder, _ = coder
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, len(coder.models), 50_000)
+    assert np.array_equal(coder.table_order(idx), np.argsort(idx, kind="stable"))
+    for bad in (len(coder.models), -1):
+        with pytest.raises(EntropyDecodeError, match="table index"):
+            coder.table_order(np.r_[idx[:10], bad])

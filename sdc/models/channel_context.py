@@ -125,16 +125,35 @@ class IntegerChannelContext:
         """Units 2^-(2·ACT_BITS) -> clipped activations in 2^-ACT_BITS (round half up)."""
         return _rescale(value_2x, ACT_BITS).clamp_(-ACT_LIMIT, ACT_LIMIT)
 
-    def features(self, means_2x: torch.Tensor, indexes: torch.Tensor) -> list[torch.Tensor]:
-        """The inputs every slice network shares: μ·g and the σ-index (times INDEX_SCALE)."""
-        return [self.to_act(means_2x), indexes.to(torch.float64) * (INDEX_SCALE * 2.0**ACT_BITS)]
+    def input_rows(self, k: int) -> int:
+        """Rows of slice k's network input: μ·g, σ-index (M each), then ŷ·g of slices < k."""
+        return 2 * self.M + k * self.C
 
-    def refine(self, k: int, feats: list[torch.Tensor], y_hat_2x: list[torch.Tensor],
-               means_2x: torch.Tensor, scales_2x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Refined μ·g, σ·g (units 2^-2·ACT_BITS) of slice k ≥ 1 from ŷ·g of slices < k."""
-        x = torch.cat(feats + [self.to_act(v) for v in y_hat_2x], 0)
+    def write_features(self, out: torch.Tensor, means_2x: torch.Tensor, indexes: torch.Tensor) -> None:
+        """Fill the first 2M rows of an input buffer with what every slice network shares."""
+        M = self.M
+        out[:M] = self.to_act(means_2x)
+        torch.mul(indexes.to(torch.float64), INDEX_SCALE * 2.0**ACT_BITS, out=out[M:2 * M])
+
+    def inputs(self, means_2x: torch.Tensor, indexes: torch.Tensor, y_hat_2x: list[torch.Tensor]) -> torch.Tensor:
+        """(2M + kC, P) input of slice k = len(y_hat_2x)'s network."""
+        x = torch.empty(self.input_rows(len(y_hat_2x)), means_2x.shape[1], dtype=torch.float64)
+        self.write_features(x, means_2x, indexes)
+        for j, v in enumerate(y_hat_2x):
+            r = self.input_rows(j)
+            x[r:r + self.C] = self.to_act(v)
+        return x
+
+    def refine(self, k: int, x: torch.Tensor, means_2x: torch.Tensor,
+               scales_2x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Refined μ·g, σ·g (units 2^-2·ACT_BITS) of slice k ≥ 1.
+
+        x: the network input (:meth:`inputs`), or a buffer holding at least
+        its rows; only the first :meth:`input_rows` (k) are read.
+        """
+        x = x[:self.input_rows(k)]
         for j, (w, b, shift) in enumerate(self.layers[k - 1]):
-            x = _rescale(w @ x + b[:, None], shift)
+            x = torch.addmm(b[:, None], w, x).mul_(2.0**-shift).add_(0.5).floor_()  # _rescale, in place
             if j == 0:
                 x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
             x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)

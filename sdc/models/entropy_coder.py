@@ -53,6 +53,18 @@ class TableCoder:
         self._len_model = Uniform(MAX_ESCAPE_BITS + 1)
         self._piece_model = Uniform(1 << 16)
 
+    def table_order(self, indexes: np.ndarray) -> np.ndarray:
+        """Positions sorted by table index, stably: the coding order within a batch.
+
+        A stable sort has one answer, so the narrowest integer type that holds
+        every index gives the same order, and numpy sorts ≤ 16-bit integers by
+        radix sort, several times faster than int64.
+        """
+        if indexes.size and (indexes.min() < 0 or indexes.max() >= len(self.models)):
+            raise EntropyDecodeError("table index out of range")
+        narrow = np.uint8 if len(self.models) <= 1 << 8 else np.uint16 if len(self.models) <= 1 << 16 else np.int64
+        return np.argsort(indexes.astype(narrow), kind="stable")
+
     def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
         """One batch in one substream."""
         enc = self.encoder()
@@ -106,7 +118,7 @@ class BatchEncoder:
         c = self.coder
         symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
         indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
-        order = np.argsort(indexes, kind="stable")
+        order = c.table_order(indexes)
         sorted_idx = indexes[order]
         slots = symbols[order] - c.offsets[sorted_idx]
         escape_slot = c.sizes[sorted_idx] - 1
@@ -146,7 +158,7 @@ class BatchDecoder:
         c = self.coder
         indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
         try:
-            order = np.argsort(indexes, kind="stable")
+            order = c.table_order(indexes)
             sorted_idx = indexes[order]
             slots = np.empty(len(sorted_idx), dtype=np.int64)
             bounds = np.flatnonzero(np.diff(sorted_idx)) + 1

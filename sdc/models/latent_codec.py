@@ -55,7 +55,8 @@ from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis, scale_inde
 
 Z_SYMBOL_LIMIT = 1 << 15  # |ẑ symbol| bound; beyond it the file cannot be ours
 Y_SYMBOL_LIMIT = 1 << 20  # |y symbol| bound (real latents stay far below)
-CONTEXT_CHUNK = 16384  # positions per pass of the channel context (bounds memory on huge images)
+CONTEXT_BUFFER_BYTES = 256 << 20  # largest input buffer of the channel context kept for a whole image
+CONTEXT_CHUNK = 16384  # positions per pass of the channel context beyond that (bounds memory on huge images)
 
 
 @contextlib.contextmanager
@@ -163,29 +164,6 @@ class GroupedLatentCodec:
             raise EntropyDecodeError("hyperprior symbols out of range")
         return sym
 
-    # -- slices: the channel context -------------------------------------------
-    def _slice_params(self, k: int, hp: HyperParams, y_hat_2x: list[torch.Tensor]) -> tuple[torch.Tensor, np.ndarray]:
-        """(C, P) μ'·g (units 2^-2·ACT_BITS) and σ'-indexes of slice k at every position.
-
-        y_hat_2x: ŷ·g of slices 0..k-1, (C, P) each. Positions are processed in
-        chunks (the context is per position, so chunking changes no value).
-        """
-        ch = self.slices[k]
-        M, P = self.M, hp.means_2x[0].numel()
-        means = hp.means_2x.reshape(M, P)
-        if k == 0 or self.context is None:
-            return means[ch], hp.indexes.reshape(M, P)[ch]
-        scales = hp.scales_2x.reshape(M, P)
-        indexes = torch.from_numpy(hp.indexes.reshape(M, P))
-        out_m, out_i = torch.empty_like(means[ch]), torch.empty(means[ch].shape, dtype=torch.int64)
-        for p0 in range(0, P, CONTEXT_CHUNK):
-            part = slice(p0, min(P, p0 + CONTEXT_CHUNK))
-            feats = self.context.features(means[:, part], indexes[:, part])
-            m, s = self.context.refine(k, feats, [v[:, part] for v in y_hat_2x], means[ch, part], scales[ch, part])
-            out_m[:, part] = m
-            out_i[:, part] = scale_indexes(s, self.thresholds).to(torch.int64)
-        return out_m, out_i.numpy()
-
     # -- groups of y --------------------------------------------------------------
     def encode_groups(self, y_gained: torch.Tensor, hp: HyperParams, group_map: np.ndarray,
                       levels: tuple[str, ...] = LEVELS) -> tuple[dict[str, bytes], np.ndarray]:
@@ -198,12 +176,12 @@ class GroupedLatentCodec:
         masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in levels}
         encoders = {lv: self.y_coder.encoder() for lv in levels}
         symbols = np.empty((M, P), dtype=np.int64)
-        y_hat_2x: list[torch.Tensor] = []
+        chain = _SliceChain(self, hp)
         for k, ch in enumerate(self.slices):
-            means, indexes = self._slice_params(k, hp, y_hat_2x)
+            means, indexes = chain.params(k)
             sym = torch.round(y2[ch] - means * 2.0 ** (-2 * ACT_BITS)).clamp_(-Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT)
             symbols[ch] = sym.to(torch.int64).numpy()
-            y_hat_2x.append(sym * 2.0 ** (2 * ACT_BITS) + means)
+            chain.push(sym * 2.0 ** (2 * ACT_BITS) + means)
             for lv in levels:
                 encoders[lv].encode(symbols[ch][:, masks[lv]], indexes[:, masks[lv]])
         return {lv: e.finish() for lv, e in encoders.items()}, symbols.reshape(y_gained.shape)
@@ -216,9 +194,9 @@ class GroupedLatentCodec:
             with _naming_substream(lv):
                 decoders[lv] = self.y_coder.decoder(data)
         decoded = {lv: [] for lv in streams}
-        y_hat_2x: list[torch.Tensor] = []
+        chain = _SliceChain(self, hp)
         for k, ch in enumerate(self.slices):
-            means, indexes = self._slice_params(k, hp, y_hat_2x)
+            means, indexes = chain.params(k)
             y_k = means.clone()
             for lv, dec in decoders.items():
                 idx = indexes[:, masks[lv]]
@@ -228,9 +206,66 @@ class GroupedLatentCodec:
                         raise EntropyDecodeError("symbols out of range")
                 decoded[lv].append(sym)
                 y_k[:, torch.from_numpy(masks[lv])] += torch.from_numpy(sym.astype(np.float64)) * 2.0 ** (2 * ACT_BITS)
-            y_hat_2x.append(y_k)
+            chain.push(y_k)
         for lv, dec in decoders.items():
             with _naming_substream(lv):
                 dec.finish()
-        y_gained = (torch.cat(y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
+        y_gained = (torch.cat(chain.y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
         return y_gained, {lv: np.concatenate(parts, 0) for lv, parts in decoded.items()}
+
+
+class _SliceChain:
+    """μ'·g and σ'-indexes of one image's slices, in coding order.
+
+    Call :meth:`params` (k) for slice k, code it, then :meth:`push` its ŷ·g.
+    The context's inputs for all positions live in one buffer: the features
+    of μ·g and σ-index, written once, then to_act(ŷ·g) of each slice as it is
+    pushed; slice k's network reads the buffer's first 2M + kC rows as they
+    are, instead of rebuilding them per slice. Past CONTEXT_BUFFER_BYTES (very
+    large images) there is no buffer and the inputs are rebuilt per chunk of
+    CONTEXT_CHUNK positions. The context works per position in exact
+    integers, so both ways give the same values.
+    """
+
+    def __init__(self, codec: GroupedLatentCodec, hp: HyperParams):
+        self.codec, self.context = codec, codec.context
+        M, P = codec.M, hp.means_2x[0].numel()
+        self.means, self.scales = hp.means_2x.reshape(M, P), hp.scales_2x.reshape(M, P)
+        self.indexes = hp.indexes.reshape(M, P)
+        self.y_hat_2x: list[torch.Tensor] = []
+        self.buffer = None
+        ctx = self.context
+        if ctx is not None and ctx.input_rows(ctx.slices - 1) * P * 8 <= CONTEXT_BUFFER_BYTES:
+            self.buffer = torch.empty(ctx.input_rows(ctx.slices - 1), P, dtype=torch.float64)
+            ctx.write_features(self.buffer, self.means, torch.from_numpy(self.indexes))
+
+    def params(self, k: int) -> tuple[torch.Tensor, np.ndarray]:
+        """(C, P) μ'·g (units 2^-2·ACT_BITS) and σ'-indexes of slice k; slices < k must be pushed."""
+        ch, ctx = self.codec.slices[k], self.context
+        if k == 0 or ctx is None:
+            return self.means[ch], self.indexes[ch]
+        if len(self.y_hat_2x) != k:
+            raise RuntimeError(f"slice {k} needs exactly {k} slices pushed, not {len(self.y_hat_2x)}")
+        thresholds = self.codec.thresholds
+        if self.buffer is not None:
+            m, s = ctx.refine(k, self.buffer, self.means[ch], self.scales[ch])
+            return m, scale_indexes(s, thresholds).to(torch.int64).numpy()
+        P = self.means.shape[1]
+        indexes = torch.from_numpy(self.indexes)
+        out_m, out_i = torch.empty_like(self.means[ch]), torch.empty(self.means[ch].shape, dtype=torch.int64)
+        for p0 in range(0, P, CONTEXT_CHUNK):
+            part = slice(p0, min(P, p0 + CONTEXT_CHUNK))
+            x = ctx.inputs(self.means[:, part], indexes[:, part], [v[:, part] for v in self.y_hat_2x])
+            m, s = ctx.refine(k, x, self.means[ch, part], self.scales[ch, part])
+            out_m[:, part] = m
+            out_i[:, part] = scale_indexes(s, thresholds).to(torch.int64)
+        return out_m, out_i.numpy()
+
+    def push(self, y_hat_2x: torch.Tensor) -> None:
+        """ŷ·g (C, P) of the next slice."""
+        k = len(self.y_hat_2x)
+        self.y_hat_2x.append(y_hat_2x)
+        ctx = self.context
+        if self.buffer is not None and k < ctx.slices - 1:
+            r = ctx.input_rows(k)
+            self.buffer[r:r + ctx.C] = ctx.to_act(y_hat_2x)
