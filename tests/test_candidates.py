@@ -1,6 +1,7 @@
-"""Training starts kept in weights/candidates/ (float16, no integer tables): each must
-resume training on a fresh machine, i.e. load through `sdc.train --init` into the
-architecture its manifest declares, with every tensor of the file landing in the network."""
+"""Training starts (float16, no integer tables), as `python -m sdc.export --training-start`
+writes them (to keep a candidate in weights/candidates/NAME): one must resume training on
+a fresh machine, i.e. load through `sdc.train --init` into the architecture its manifest
+declares, with every tensor of the file landing in the network."""
 from __future__ import annotations
 
 import json
@@ -11,24 +12,25 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
+from sdc.export import write_training_start
 from sdc.models.network import SDCNet
 from sdc.train import ENTROPY_TABLE_KEYS, init_weights
 
-CANDIDATES = sorted((REPO / "weights" / "candidates").glob("*/sdc.safetensors"))
+@pytest.fixture(scope="module")
+def written_from_shipped(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("start") / "shipped"
+    write_training_start(REPO / "weights", out)
+    return out / "sdc.safetensors"
 
 
-def test_there_is_a_candidate_to_check():
-    assert CANDIDATES, "weights/candidates/ holds no training start (remove this test with the folder)"
-
-
-@pytest.mark.parametrize("path", CANDIDATES, ids=lambda p: p.parent.name)
-def test_candidate_resumes_into_its_declared_architecture(path: Path, crops):
+def check_resumes(path: Path, crops) -> None:
     manifest = json.loads((path.parent / "manifest.json").read_text())
     assert "candidate" in manifest  # says what the file is (not decodable weights)
     arch = manifest["architecture"]
     net = SDCNet.from_config(dict(arch, g_s_res=tuple(arch.get("g_s_res") or ())))
     init_weights(net, str(path))
     state, stored = net.state_dict(), load_file(str(path))
+    assert any(v.dtype == torch.float16 for v in stored.values())  # the large tensors are halved
     for key, value in stored.items():
         if key.endswith(ENTROPY_TABLE_KEYS):  # rebuilt by the network itself, as for any --init
             continue
@@ -39,3 +41,8 @@ def test_candidate_resumes_into_its_declared_architecture(path: Path, crops):
         out = net(crops, torch.full((len(crops), 8, 8), arch["num_qualities"] - 1))
     mse = (out["x_hat"].clamp(0, 1) - crops).pow(2).mean()
     assert -10 * torch.log10(mse) > 25  # a trained codec at its top quality, not noise
+
+
+def test_training_start_of_the_shipped_weights_resumes(written_from_shipped, crops):
+    check_resumes(written_from_shipped, crops)
+
