@@ -198,7 +198,9 @@ def test_joint_refinement_moves_z_and_lowers_the_cost(codec, larger_photo):
         err = ((codec.decode(coded).astype(np.float64) - photo) ** 2).mean(2)
         return float((lam_pixels * err).mean()) + coded_bits(coded) / (photo.shape[0] * photo.shape[1])
 
-    assert cost(joint) < 0.985 * cost(plain), (cost(plain), cost(joint))
+    # On this crop: -4.6% with a76e2aaf, -1.0% with b3fcf1cd (whose plain file is already
+    # cheaper); on whole val photos effort 3 gains several percent (benchmarks/README.md).
+    assert cost(joint) < 0.995 * cost(plain), (cost(plain), cost(joint))
     full = codec.decode(joint)
     inside = pixel_mask(gmap, 0, *photo.shape[:2])
     assert psnr(codec.decode(subset(joint, ["L1"]))[inside], photo[inside]) > psnr(full[inside], photo[inside]) - 1.0
