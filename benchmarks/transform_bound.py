@@ -42,14 +42,13 @@ def float_network():
 
     from sdc.models.network import SDCNet
     from sdc.models.weights import default_weights_dir
-    from sdc.train import ENTROPY_TABLE_KEYS
+    from sdc.train import trained_tensors
 
     folder = default_weights_dir()
     manifest = json.loads((folder / "manifest.json").read_text())
     net = SDCNet.from_config(manifest["architecture"])
     state = load_file(str(folder / manifest["file"]))
-    net.load_state_dict({k: v for k, v in state.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")},
-                        strict=False)
+    net.load_state_dict(trained_tensors(state), strict=False)
     return net.eval().requires_grad_(False)
 
 

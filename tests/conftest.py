@@ -90,11 +90,11 @@ def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False):
     """The trainable SDCNet (eval mode) holding a weights file's float tensors, grown by
     g_s residual blocks and/or a patch bypass (which start as no-ops)."""
     from sdc.models.network import SDCNet
-    from sdc.train import ENTROPY_TABLE_KEYS
+    from sdc.train import trained_tensors
 
     net = SDCNet(arch["N"], arch["M"], num_qualities=tensors["log_gain"].shape[0], context_slices=arch["context_slices"],
                  g_s_res=g_s_res, bypass=bypass)
-    state = {k: v for k, v in tensors.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    state = trained_tensors(tensors)
     net.load_state_dict(state, strict=False)
     return net.eval()
 

@@ -18,10 +18,10 @@ VAL = ["wiki_001.png", "wiki_016.png"]
 def shipped_state():
     from safetensors.torch import load_file
 
-    from sdc.train import ENTROPY_TABLE_KEYS
+    from sdc.train import trained_tensors
 
     state = load_file(str(REPO / "weights" / "sdc.safetensors"))
-    return {k: v for k, v in state.items() if not k.endswith(ENTROPY_TABLE_KEYS) and not k.startswith("int_")}
+    return trained_tensors(state)
 
 
 def _net(state, M, slices):

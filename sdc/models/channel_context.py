@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from sdc.models.integer_hyper import ACT_BITS, ACT_LIMIT, LEAKY_NUM, LEAKY_SHIFT, WEIGHT_LIMIT, _rescale
+from sdc.models.integer_hyper import ACT_BITS, ACT_LIMIT, WEIGHT_LIMIT, _rescale, layer_output
 
 FEATURE_LIMIT = ACT_LIMIT * 2.0**-ACT_BITS  # inputs are clipped to ±256 steps
 INDEX_SCALE = 1 / 8  # the σ-index (0..63) enters the network as index / 8
@@ -153,10 +153,7 @@ class IntegerChannelContext:
         """
         x = x[:self.input_rows(k)]
         for j, (w, b, shift) in enumerate(self.layers[k - 1]):
-            x = torch.addmm(b[:, None], w, x).mul_(2.0**-shift).add_(0.5).floor_()  # _rescale, in place
-            if j == 0:
-                x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
-            x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)
+            x = layer_output(torch.addmm(b[:, None], w, x), shift, leaky=j == 0)
         d_mu, t = x.chunk(2, 0)
         one = 2.0**ACT_BITS
         factor = (one + t).clamp_(FACTOR_MIN * one, FACTOR_MAX * one)

@@ -85,6 +85,17 @@ def _rescale(acc: torch.Tensor, shift: int) -> torch.Tensor:
     return torch.floor(acc * (2.0**-shift) + 0.5)
 
 
+def layer_output(acc: torch.Tensor, shift: int, leaky: bool) -> torch.Tensor:
+    """A fixed-point layer's activations from its accumulator (weights·x + bias), which
+    it overwrites: :func:`_rescale` by 2^shift, the leaky ReLU's negative slope
+    LEAKY_NUM / 2^LEAKY_SHIFT rounded down, clipped to ±ACT_LIMIT. In place because
+    the accumulators are the largest tensors of h_s and of the context."""
+    x = acc.mul_(2.0**-shift).add_(0.5).floor_()
+    if leaky:
+        x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
+    return x.clamp_(-ACT_LIMIT, ACT_LIMIT)
+
+
 class IntegerHyperSynthesis:
     """Integer version of ``h_s`` (deconv → LReLU → deconv → LReLU → conv).
 
@@ -156,11 +167,7 @@ class IntegerHyperSynthesis:
                 acc = F.pixel_shuffle(_exact_conv(x, layer["phases"], 1, (1, 1, 1, 1)), 2)
             else:
                 acc = _exact_conv(x, layer["weight"], layer["stride"], (layer["pad"],) * 4)
-            acc = acc + layer["bias"].view(1, -1, 1, 1)
-            x = _rescale(acc, layer["shift"])
-            if layer["leaky"]:
-                x = torch.where(x < 0, torch.floor(x * LEAKY_NUM * 2.0**-LEAKY_SHIFT), x)
-            x = x.clamp_(-ACT_LIMIT, ACT_LIMIT)
+            x = layer_output(acc.add_(layer["bias"].view(1, -1, 1, 1)), layer["shift"], layer["leaky"])
         return x
 
 

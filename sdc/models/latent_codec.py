@@ -236,7 +236,7 @@ class _SliceChain:
         self.buffer = None
         ctx = self.context
         if ctx is not None and ctx.input_rows(ctx.slices - 1) * P * 8 <= CONTEXT_BUFFER_BYTES:
-            self.buffer = torch.empty(ctx.input_rows(ctx.slices - 1), P, dtype=torch.float64)
+            self.buffer = torch.empty(ctx.input_rows(ctx.slices - 1), P, dtype=torch.float64)  # the last slice's input
             ctx.write_features(self.buffer, self.means, torch.from_numpy(self.indexes))
 
     def params(self, k: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -246,19 +246,18 @@ class _SliceChain:
             return self.means[ch], self.indexes[ch]
         if len(self.y_hat_2x) != k:
             raise RuntimeError(f"slice {k} needs exactly {k} slices pushed, not {len(self.y_hat_2x)}")
-        thresholds = self.codec.thresholds
-        if self.buffer is not None:
-            m, s = ctx.refine(k, self.buffer, self.means[ch], self.scales[ch])
-            return m, scale_indexes(s, thresholds).to(torch.int64).numpy()
+        # One pass over the buffer, or chunks whose inputs are rebuilt.
         P = self.means.shape[1]
+        step = P if self.buffer is not None else CONTEXT_CHUNK
         indexes = torch.from_numpy(self.indexes)
         out_m, out_i = torch.empty_like(self.means[ch]), torch.empty(self.means[ch].shape, dtype=torch.int64)
-        for p0 in range(0, P, CONTEXT_CHUNK):
-            part = slice(p0, min(P, p0 + CONTEXT_CHUNK))
-            x = ctx.inputs(self.means[:, part], indexes[:, part], [v[:, part] for v in self.y_hat_2x])
+        for p0 in range(0, P, step):
+            part = slice(p0, min(P, p0 + step))
+            x = self.buffer if self.buffer is not None else ctx.inputs(
+                self.means[:, part], indexes[:, part], [v[:, part] for v in self.y_hat_2x])
             m, s = ctx.refine(k, x, self.means[ch, part], self.scales[ch, part])
             out_m[:, part] = m
-            out_i[:, part] = scale_indexes(s, thresholds).to(torch.int64)
+            out_i[:, part] = scale_indexes(s, self.codec.thresholds).to(torch.int64)
         return out_m, out_i.numpy()
 
     def push(self, y_hat_2x: torch.Tensor) -> None:
