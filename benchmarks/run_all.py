@@ -30,6 +30,8 @@ EFFORT_TEXT = {2: "the latent refined by 20 steps of gradient descent before cod
 
 def results_markdown() -> str:
     sys.path.insert(0, str(BENCH))
+    import rd  # benchmarks/rd.py: its report() prints the tables
+
     parts = []
     rd_path, rf_path, sp_path = RESULTS / "rd.json", RESULTS / "region_fidelity.json", RESULTS / "speed.json"
     refined = {e: json.loads(p.read_text()) for e in EFFORT_TEXT
@@ -39,8 +41,6 @@ def results_markdown() -> str:
     if targets:
         parts.append("### Targets\n\n" + targets + "\n")
     if rd_path.exists():
-        import rd
-
         res = json.loads(rd_path.read_text())
         w = res["weights"]
         parts.append(f"### Rate-distortion ({res['machine']['date']}, weights `{(w['sha256'] or '')[:12]}` exported {w['exported']})\n")
@@ -49,8 +49,6 @@ def results_markdown() -> str:
         tools = "; ".join(f"{k}: {v['version']}" for k, v in res["tools"].items())
         parts.append(f"Tools: {tools}.\n")
     for effort, res in refined.items():
-        import rd
-
         w = res["weights"]
         parts.append(f"### Rate-distortion at `sdc encode --effort {effort}` ({res['machine']['date']}, weights "
                      f"`{(w['sha256'] or '')[:12]}`)\n")

@@ -66,7 +66,6 @@ def main(argv=None) -> int:
     import torch
     from compressai.models import MeanScaleHyperprior
 
-    from sdc.analysis import Analysis
     from sdc.models.codec import default_codec
     from sdc.models.network import latent_shape
     from sdc.pipeline import decode_sdc, encode_image

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sdc.bitstream import (
-    DEFAULT_MAX_PIXELS, MAGIC, SdcFile, SdcHeader, describe_sdc, grid_size, is_sdc, read_header,
+    DEFAULT_MAX_PIXELS, MAGIC, SdcFile, describe_sdc, grid_size, is_sdc, read_header,
     read_sdc, truncate_sdc, write_sdc,
 )
 from sdc.bitstream.metadata import MAX_META_JSON, decode_metadata, encode_metadata

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
 

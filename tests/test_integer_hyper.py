@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from sdc.models.integer_hyper import ACT_BITS, ACT_LIMIT, IntegerHyperSynthesis, scale_indexes, scale_thresholds
-from sdc.models.network import build_h_s
+from sdc.models.layers import build_h_s
 
 
 def reference_forward(tensors: dict, z: np.ndarray) -> np.ndarray:

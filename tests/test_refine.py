@@ -1,7 +1,6 @@
 """Encoder-side latent refinement (sdc.models.refine, sdc encode --effort) on real photos."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import FormatError
 from ..levels import LEVELS
 from .crc import crc32c
 from .metadata import decode_metadata, encode_metadata, summarize_metadata
 from .regionmap import decode_cells, decode_region_map, encode_region_map, grid_size
+
+if TYPE_CHECKING:  # annotations only: the container reads and writes bytes without numpy
+    import numpy as np
 
 MAGIC = b"\x89SDC\r\n\x1a\n"
 VERSION_MAJOR = 1
@@ -60,7 +64,7 @@ class SdcHeader:
 @dataclass
 class SdcFile:
     header: SdcHeader
-    region_map: "np.ndarray"   # uint8 (h, w), values 0..3  # noqa: F821
+    region_map: np.ndarray     # uint8 (h, w), values 0..3
     hyperprior: bytes
     levels: dict[str, bytes]   # substreams present (complete), keys in LEVELS order
     metadata: dict | None = None

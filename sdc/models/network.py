@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdc.models.channel_context import ChannelContext
-from sdc.models.layers import build_h_s, build_transforms  # noqa: F401  (build_h_s re-exported)
+from sdc.models.layers import build_transforms
 from sdc.models.weights import declared_num_qualities
 
 # Rate-distortion trade-offs of the qualities 1, 2, ...: loss = λ·255²·MSE + bpp,

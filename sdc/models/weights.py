@@ -13,8 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sdc.errors import BadInputError
+
+if TYPE_CHECKING:  # annotations only: importing torch here would load it for every manifest read
+    import torch
 
 # torch and safetensors are imported where tensors are read or written, so that
 # the CLI can read a manifest (e.g. the quality count) without loading torch.
