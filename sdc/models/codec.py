@@ -22,7 +22,7 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_s_res_in, has_bypass
-from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
+from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple, quality_lambdas
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
 
@@ -207,7 +207,26 @@ class SDCCodec:
                 x[0], y_gained, hp.means, hp.scales, inv_gain,
                 qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
-        return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
+        coded = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
+        if joint_steps or refine_steps:
+            # Refinement descends a relaxed objective and can end above where g_a
+            # started (seen on small crops, and for the joint phase with weights
+            # dc60124b), so a higher effort keeps whichever file has the lower real
+            # cost: never worse than effort 1, for two extra decodes.
+            plain = self.encode(rgb, group_map, qualities, levels)
+            if self.rd_cost(plain, rgb) <= self.rd_cost(coded, rgb):
+                return plain
+        return coded
+
+    def rd_cost(self, coded: CodedImage, rgb: np.ndarray) -> float:
+        """The training objective on a real file: mean over pixels of λ·255²·MSE (λ of each
+        pixel's quality) + the bits of the hyperprior and every group per pixel."""
+        height, width = rgb.shape[:2]
+        lam = quality_lambdas(self._quality_map(coded.group_map, coded.qualities)).double().numpy()
+        lam = np.kron(lam, np.ones((LATENT_STRIDE, LATENT_STRIDE)))[:height, :width]
+        err = ((self.decode(coded).astype(np.float64) - rgb) ** 2).mean(2)
+        bits = 8 * (len(coded.hyperprior) + sum(len(b) for b in coded.groups.values()))
+        return float((lam * err).mean()) + bits / (height * width)
 
     @torch.inference_mode()
     def decode(self, coded: CodedImage) -> np.ndarray:
