@@ -22,7 +22,7 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_s_res_in, has_bypass
-from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple, quality_lambdas
+from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
 
@@ -193,40 +193,40 @@ class SDCCodec:
         qz = self._z_quality(gmap, qmap)
         gains = self.latent.gains(qmap)
         y_gained = y[0].double() * gains
-        inv_gain = self._inv_gain[qmap].permute(2, 0, 1) if joint_steps or refine_steps else None
+        hyper, z_symbols = self.latent.encode_z(z, qz)
+        hp = self.latent.hyper_params(z_symbols, qz, qmap)
+        groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
+        plain = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
+        if not (joint_steps or refine_steps):
+            return plain
+        inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
         if joint_steps > 0 and max(gmap.shape) <= self.refine_tile and self.refiner.hyper is not None:
             y_gained, z_symbols = self.refiner.refine_jointly(
                 x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), gains,
                 inv_gain, qmap, height, width, joint_steps)
             hyper, z_symbols = self.latent.encode_z_symbols(z_symbols.numpy())
-        else:
-            hyper, z_symbols = self.latent.encode_z(z, qz)
-        hp = self.latent.hyper_params(z_symbols, qz, qmap)
+            hp = self.latent.hyper_params(z_symbols, qz, qmap)
         if refine_steps > 0:
             y_gained = self.refiner.refine(
                 x[0], y_gained, hp.means, hp.scales, inv_gain,
                 qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
-        coded = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
-        if joint_steps or refine_steps:
-            # Refinement descends a relaxed objective and can end above where g_a
-            # started (seen on small crops, and for the joint phase with weights
-            # dc60124b), so a higher effort keeps whichever file has the lower real
-            # cost: never worse than effort 1, for two extra decodes.
-            plain = self.encode(rgb, group_map, qualities, levels)
-            if self.rd_cost(plain, rgb) <= self.rd_cost(coded, rgb):
-                return plain
-        return coded
+        refined = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
+        # Refinement descends a relaxed objective and can end above where g_a
+        # started (seen on small crops, and for the joint phase with weights
+        # dc60124b), so a higher effort keeps whichever file has the lower real
+        # cost: never worse than effort 1, for two decodes.
+        return refined if self.rd_cost(refined, rgb) < self.rd_cost(plain, rgb) else plain
 
     def rd_cost(self, coded: CodedImage, rgb: np.ndarray) -> float:
         """The training objective on a real file: mean over pixels of λ·255²·MSE (λ of each
-        pixel's quality) + the bits of the hyperprior and every group per pixel."""
+        pixel's quality, spread as the refiner spreads it) + hyperprior and group bits per pixel."""
         height, width = rgb.shape[:2]
-        lam = quality_lambdas(self._quality_map(coded.group_map, coded.qualities)).double().numpy()
-        lam = np.kron(lam, np.ones((LATENT_STRIDE, LATENT_STRIDE)))[:height, :width]
-        err = ((self.decode(coded).astype(np.float64) - rgb) ** 2).mean(2)
+        qmap = self._quality_map(coded.group_map, coded.qualities)
+        lam = LatentRefiner._per_pixel(LatentRefiner._pixel_lambdas(qmap), height, width).double().numpy()
+        err = ((self.decode(coded).astype(np.float64) - rgb) / 255.0) ** 2
         bits = 8 * (len(coded.hyperprior) + sum(len(b) for b in coded.groups.values()))
-        return float((lam * err).mean()) + bits / (height * width)
+        return float((lam * err.mean(2)).mean()) + bits / (height * width)
 
     @torch.inference_mode()
     def decode(self, coded: CodedImage) -> np.ndarray:
