@@ -101,13 +101,18 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     codec = _codec()
     coded = codec.encode(rgb, group_map, qualities, levels=keep_levels, **steps)
     t2 = time.perf_counter()
+    # A level without a single cell in the region map has nothing to code: it is
+    # left out of the file and of levels_written (12 index bytes each, 1-2% of a
+    # q1 file), and readers then neither decode nor report it missing.
+    regions = set(np.unique(coded.group_map).tolist())
+    coded_levels = tuple(lv for i, lv in enumerate(LEVELS) if i in regions)
     sdc = SdcFile(
         header=SdcHeader(width=width, height=height, codec_id=codec.codec_id, qualities=qualities),
         region_map=coded.group_map,
         hyperprior=coded.hyperprior,
-        levels=coded.groups,
+        levels={lv: data for lv, data in coded.groups.items() if lv in coded_levels},
         metadata=analysis.metadata() if include_meta else None,
-        missing_levels=tuple(lv for lv in LEVELS if lv not in keep_levels),
+        missing_levels=tuple(lv for lv in coded_levels if lv not in keep_levels),
     )
     data = write_sdc(sdc)
     t3 = time.perf_counter()
@@ -152,7 +157,11 @@ def open_sdc(data: bytes, *, levels: tuple[str, ...] | None = None,
         )
     wanted = tuple(levels) if levels else LEVELS
     use = {lv: sdc.levels[lv] for lv in wanted if lv in sdc.levels}
-    missing = tuple(lv for lv in wanted if lv not in sdc.levels and (levels or lv in sdc.missing_levels))
+    # Missing: written but not in these bytes; or asked for by name, absent, and
+    # owning cells of the map (a level with no cells was never written: nothing lacks).
+    cells = set(np.unique(sdc.region_map).tolist())
+    missing = tuple(lv for lv in wanted if lv not in sdc.levels
+                    and (lv in sdc.missing_levels or (levels and LEVELS.index(lv) in cells)))
     coded = CodedImage(sdc.header.height, sdc.header.width, sdc.header.qualities, sdc.region_map, sdc.hyperprior, use)
     return sdc, coded, missing
 

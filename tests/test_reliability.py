@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from sdc import pipeline
-from sdc.bitstream import read_sdc
+from sdc.bitstream import SdcFile, read_sdc, write_sdc
 from sdc.cli import cli
 from sdc.errors import FormatError
 from sdc.levels import LEVELS
@@ -217,6 +217,33 @@ def test_decodes_across_thread_counts(val_image):
     for k in s1:
         assert np.array_equal(s1[k], s2[k]), k
     assert np.abs(x1.astype(int) - x2.astype(int)).max() <= 1
+
+
+def test_a_level_without_cells_is_not_written_and_never_missing(shared):
+    """Map: L1 top left, L3 bottom left, other the rest, no L2 cell. The file has no
+    LVL2 chunk and no L2 bit, decodes as the same file with an empty LVL2 would,
+    and L2 is never reported missing, not even when asked for by name."""
+    rgb = load_rgb(shared / "data" / "val" / "wiki_001.png", (364, 248))[200:, 300:].copy()
+    gmap = quadrants(48, 64)
+    gmap[gmap == 1] = 3
+    qualities = {lv: 1 for lv in LEVELS}
+    data = pipeline.encode_image(rgb, qualities=qualities, analysis=FixedRegions(gmap)).data
+    assert [n for n, _, _ in chunk_spans(data)] == ["META", "RMAP", "HYPR", "L1", "L3", "other"]
+    f = read_sdc(data)
+    assert tuple(f.levels) == ("L1", "L3", "other") and f.missing_levels == ()
+    # 12 bytes less than the same file with an (empty) L2 chunk in the index
+    with_l2 = write_sdc(SdcFile(f.header, f.region_map, f.hyperprior, {**f.levels, "L2": b""}, f.metadata))
+    assert len(with_l2) == len(data) + 12
+    full = pipeline.decode_sdc(data)
+    assert full.decoded_levels == ("L1", "L3", "other") and full.missing_levels == ()
+    assert np.array_equal(full.rgb, pipeline.decode_sdc(with_l2).rgb)
+    asked = pipeline.decode_sdc(data, levels=("L1", "L2"))
+    assert asked.decoded_levels == ("L1",) and asked.missing_levels == ()
+    # a level that has cells but was dropped is still reported
+    assert pipeline.decode_sdc(data, levels=("L2", "L3")).missing_levels == ()
+    cut = truncated(data, ("L1",))
+    assert pipeline.decode_sdc(cut).missing_levels == ("L3", "other")
+    assert pipeline.decode_sdc(cut, levels=("L2", "L3")).missing_levels == ("L3",)
 
 
 # ------------------------------------------------------------------ tiling (large images)
