@@ -185,22 +185,22 @@ def test_float_hyper_synthesis_agrees_with_the_integer_one(codec, photo):
     assert float((scales[0] * gains - hp.scales.float()).abs().max()) < 0.02
 
 
-def test_joint_refinement_lowers_the_cost_or_keeps_the_plain_file(codec, larger_photo):
+def test_higher_effort_is_never_costlier_and_joint_wins_only_when_it_pays(codec, larger_photo):
     photo = larger_photo
     gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
     gmap[2:6, 3:9] = 0
     qualities = {"L1": 7, "L2": 5, "L3": 4, "other": 3}
     plain = codec.encode(photo, gmap, qualities)
+    effort2 = codec.encode(photo, gmap, qualities, refine_steps=EFFORT_STEPS[2][1])
     # Effort 3's steps: with 10 + 10 the joint phase is a coin toss on a small
     # file (192x128, ~60 bytes: cost -20% with weights a9093bd7, +5% with a76e2aaf),
     # as EFFORT_STEPS' comment says of 10 + 10 on whole photos.
     joint_steps, refine_steps = EFFORT_STEPS[3]
-    joint = codec.encode(photo, gmap, qualities, joint_steps=joint_steps, refine_steps=refine_steps)
+    effort3 = codec.encode(photo, gmap, qualities, joint_steps=joint_steps, refine_steps=refine_steps)
     again = codec.encode(photo, gmap, qualities, joint_steps=joint_steps, refine_steps=refine_steps)
-    assert joint.hyperprior == again.hyperprior and joint.groups == again.groups  # reproducible
-    shape = codec.z_shape(*photo.shape[:2])
-    moved = not np.array_equal(codec.latent.decode_z(plain.hyperprior, shape), codec.latent.decode_z(joint.hyperprior, shape))
-    # The cost with each position at its own λ (L1 at q7, the rest lower).
+    assert effort3.hyperprior == again.hyperprior and effort3.groups == again.groups  # reproducible
+    # The cost with each position at its own λ (L1 at q7, the rest lower), computed
+    # here independently of the codec's rd_cost.
     lam = np.array(LAMBDAS)[np.array([qualities[lv] - 1 for lv in LEVELS])[gmap]]
     lam_pixels = np.kron(lam, np.ones((16, 16)))[:photo.shape[0], :photo.shape[1]]
 
@@ -208,17 +208,16 @@ def test_joint_refinement_lowers_the_cost_or_keeps_the_plain_file(codec, larger_
         err = ((codec.decode(coded).astype(np.float64) - photo) ** 2).mean(2)
         return float((lam_pixels * err).mean()) + coded_bits(coded) / (photo.shape[0] * photo.shape[1])
 
-    # On this crop: -4.6% with a76e2aaf, -1.0% with b3fcf1cd, 0.0..+1.8% with dc60124b
-    # (1 or 2 threads), whose joint phase no longer pays here: then the encoder keeps
-    # the plain file. Either z moved and the cost fell, or the file is the plain one.
-    if moved:
-        assert cost(joint) < cost(plain), (cost(plain), cost(joint))
-    else:
-        assert (joint.hyperprior, joint.groups) == (plain.hyperprior, plain.groups)
-    assert cost(joint) == pytest.approx(codec.rd_cost(joint, photo))
-    full = codec.decode(joint)
+    assert cost(effort3) == pytest.approx(codec.rd_cost(effort3, photo))
+    assert cost(effort3) <= cost(effort2) < cost(plain), (cost(plain), cost(effort2), cost(effort3))
+    # On this crop the joint phase gave -4.6% with a76e2aaf, -1.0% with b3fcf1cd and
+    # 0.0..+1.8% (above y alone's -2.2%) with dc60124b: effort 3 makes effort 2's
+    # file too and keeps the joint one only when it is strictly cheaper.
+    if (effort3.hyperprior, effort3.groups) != (effort2.hyperprior, effort2.groups):
+        assert cost(effort3) < cost(effort2)
+    full = codec.decode(effort3)
     inside = pixel_mask(gmap, 0, *photo.shape[:2])
-    assert psnr(codec.decode(subset(joint, ["L1"]))[inside], photo[inside]) > psnr(full[inside], photo[inside]) - 1.0
+    assert psnr(codec.decode(subset(effort3, ["L1"]))[inside], photo[inside]) > psnr(full[inside], photo[inside]) - 1.0
 
 
 def test_joint_phase_is_skipped_when_the_latent_needs_several_tiles(codec, photo, monkeypatch):

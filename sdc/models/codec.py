@@ -180,7 +180,9 @@ class SDCCodec:
 
         joint_steps, refine_steps: steps of encoder-side refinement (:mod:`sdc.models.refine`)
         of ẑ and y together (only when the latent fits one refinement tile), then of y
-        alone; 0 and 0 code g_a's latents as they are. The file format is the same either way.
+        alone; 0 and 0 code g_a's latents as they are. With refinement the file kept is
+        the cheapest (:meth:`rd_cost`) of g_a's latents, y refined alone and, with
+        joint_steps, ẑ and y refined together. The file format is the same either way.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError("expected an RGB uint8 image")
@@ -200,23 +202,31 @@ class SDCCodec:
         if not (joint_steps or refine_steps):
             return plain
         inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
+        tiles = list(latent_tiles(*gmap.shape, self.refine_tile))
+
+        def with_y_refined(hyper: bytes, hp, y_start: torch.Tensor) -> CodedImage:
+            if refine_steps > 0:
+                y_start = self.refiner.refine(x[0], y_start, hp.means, hp.scales, inv_gain,
+                                              qmap, height, width, refine_steps, tiles)
+            groups, _ = self.latent.encode_groups(y_start, hp, gmap, levels)
+            return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
+
+        candidates = [plain]
+        if refine_steps > 0:
+            candidates.append(with_y_refined(hyper, hp, y_gained))
         if joint_steps > 0 and max(gmap.shape) <= self.refine_tile and self.refiner.hyper is not None:
-            y_gained, z_symbols = self.refiner.refine_jointly(
+            y_joint, z_joint = self.refiner.refine_jointly(
                 x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), gains,
                 inv_gain, qmap, height, width, joint_steps)
-            hyper, z_symbols = self.latent.encode_z_symbols(z_symbols.numpy())
-            hp = self.latent.hyper_params(z_symbols, qz, qmap)
-        if refine_steps > 0:
-            y_gained = self.refiner.refine(
-                x[0], y_gained, hp.means, hp.scales, inv_gain,
-                qmap, height, width, refine_steps, list(latent_tiles(*gmap.shape, self.refine_tile)))
-        groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
-        refined = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
-        # Refinement descends a relaxed objective and can end above where g_a
+            hyper_joint, z_joint = self.latent.encode_z_symbols(z_joint.numpy())
+            candidates.append(with_y_refined(hyper_joint, self.latent.hyper_params(z_joint, qz, qmap), y_joint))
+        # Refinement descends a relaxed objective and can end above where it
         # started (seen on small crops, and for the joint phase with weights
-        # dc60124b), so a higher effort keeps whichever file has the lower real
-        # cost: never worse than effort 1, for two decodes.
-        return refined if self.rd_cost(refined, rgb) < self.rd_cost(plain, rgb) else plain
+        # dc60124b, which then lost to y alone), so a higher effort keeps the
+        # file with the lowest real cost among g_a's latents, y refined alone
+        # and (effort 3) ẑ and y refined jointly: never worse than a lower effort.
+        costs = [self.rd_cost(c, rgb) for c in candidates]
+        return candidates[int(np.argmin(costs))]
 
     def rd_cost(self, coded: CodedImage, rgb: np.ndarray) -> float:
         """The training objective on a real file: mean over pixels of λ·255²·MSE (λ of each
