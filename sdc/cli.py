@@ -397,8 +397,9 @@ def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
 @click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
 @click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..3",
               help="Encoder effort: 1 codes the analysis transform's latent as it is; 2 and 3 "
-                   "refine it by gradient descent first (2: 20 steps on y; 3: 20 steps on z and y, then 20 on y; "
-                   "effort 2 saves 7.6% BD-rate on photos at about 40x the encode time). Decoders cannot tell.")
+                   "refine it by gradient descent first (2: 20 steps on y; 3: that, and 20 steps on z and y then "
+                   "20 on y) and keep the cheapest file; effort 2 saves about 5% BD-rate on photos at about 50x the "
+                   "encode time (benchmarks/README.md). Decoders cannot tell.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="No summary table.")
 @_max_pixels_option

@@ -61,6 +61,8 @@ from sdc.models.network import LATENT_STRIDE, quality_lambdas
 # equal steps, on two val photos (session 7): 20 + 20 vs 40, -2.7%; 10 + 10 vs
 # 20, -0.1%: the joint phase pays only with enough steps, so effort 2 skips it.
 # All val at f4223bd6: effort 2 -7.8%, effort 3 -7.9% (4 qualities; pchip -9.6%).
+# At dc60124b the joint phase stopped paying on a 384x256 crop, so SDCCodec.encode
+# at effort 3 makes the y-only file as well and keeps the cheaper.
 EFFORT_STEPS = {1: (0, 0), 2: (0, 20), 3: (20, 20)}
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically
 LEARNING_RATE = 0.05  # Adam step on u, in quantization steps
