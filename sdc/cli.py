@@ -683,7 +683,9 @@ def truncate(input, levels_spec, output, force):
         info = describe_sdc(out, max_pixels=None)
     except SdcError as e:
         raise BadInputError(f"{_label(input)}: {e}") from None
-    absent = [lv for lv in keep if lv not in info["present_levels"]]
+    # A level that was never written and owns no cell has nothing to keep: no warning.
+    absent = [lv for lv in keep if lv not in info["present_levels"]
+              and not (info["levels"][lv]["status"] == "not written" and info["levels"][lv].get("region_cells") == 0)]
     if absent:
         _warn(f"{_label(input)} has no complete {', '.join(absent)}: not kept")
     _write_output(dst, out, force)

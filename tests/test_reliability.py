@@ -244,6 +244,11 @@ def test_a_level_without_cells_is_not_written_and_never_missing(shared):
     cut = truncated(data, ("L1",))
     assert pipeline.decode_sdc(cut).missing_levels == ("L3", "other")
     assert pipeline.decode_sdc(cut, levels=("L2", "L3")).missing_levels == ("L3",)
+    # sdc truncate keeps what there is without a warning about the level that has no region
+    r = CliRunner().invoke(cli, ["truncate", "-", "--levels", "L1,L2"], input=data)
+    assert r.exit_code == 0 and "no complete" not in r.stderr and read_sdc(r.stdout_bytes).levels.keys() == {"L1"}
+    r = CliRunner().invoke(cli, ["truncate", "-", "--levels", "L1,L2"], input=cut[:-1])  # L1 cut short
+    assert r.exit_code == 0 and "no complete L1: not kept" in r.stderr
 
 
 # ------------------------------------------------------------------ tiling (large images)
