@@ -104,8 +104,8 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     # A level without a single cell in the region map has nothing to code: it is
     # left out of the file and of levels_written (12 index bytes each, 1-2% of a
     # q1 file), and readers then neither decode nor report it missing.
-    regions = set(np.unique(coded.group_map).tolist())
-    coded_levels = tuple(lv for i, lv in enumerate(LEVELS) if i in regions)
+    owned = levels_with_cells(coded.group_map)
+    coded_levels = tuple(lv for lv in LEVELS if lv in owned)
     sdc = SdcFile(
         header=SdcHeader(width=width, height=height, codec_id=codec.codec_id, qualities=qualities),
         region_map=coded.group_map,
@@ -117,6 +117,12 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     data = write_sdc(sdc)
     t3 = time.perf_counter()
     return EncodeResult(data, analysis, t3 - t0, {"analysis": t1 - t0, "codec": t2 - t1, "container": t3 - t2})
+
+
+def levels_with_cells(region_map: np.ndarray) -> set[str]:
+    """The levels that own at least one cell of a region map (bincount: O(cells), no sort)."""
+    counts = np.bincount(np.asarray(region_map, np.intp).ravel(), minlength=len(LEVELS))
+    return {lv for lv, n in zip(LEVELS, counts) if n}
 
 
 def missing_pixel_mask(sdc: SdcFile, decoded: tuple[str, ...]) -> np.ndarray:
@@ -159,9 +165,8 @@ def open_sdc(data: bytes, *, levels: tuple[str, ...] | None = None,
     use = {lv: sdc.levels[lv] for lv in wanted if lv in sdc.levels}
     # Missing: written but not in these bytes; or asked for by name, absent, and
     # owning cells of the map (a level with no cells was never written: nothing lacks).
-    cells = set(np.unique(sdc.region_map).tolist())
-    missing = tuple(lv for lv in wanted if lv not in sdc.levels
-                    and (lv in sdc.missing_levels or (levels and LEVELS.index(lv) in cells)))
+    owned = levels_with_cells(sdc.region_map) if levels else set()
+    missing = tuple(lv for lv in wanted if lv not in sdc.levels and (lv in sdc.missing_levels or lv in owned))
     coded = CodedImage(sdc.header.height, sdc.header.width, sdc.header.qualities, sdc.region_map, sdc.hyperprior, use)
     return sdc, coded, missing
 
