@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from sdc.models.fast_layers import PatchDeconv, SpaceToDepthConv, SubpixelDeconv, speed_up
-from sdc.models.layers import build_transforms, FoldedGDN
+from sdc.models.layers import FoldedGDN, build_transforms
 from conftest import float_net
 
 

@@ -20,8 +20,8 @@ from sdc.errors import BadInputError, UsageError
 from sdc.levels import LEVELS
 from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
-from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.fast_layers import speed_up
+from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_s_res_in, has_bypass
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
