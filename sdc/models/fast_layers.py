@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdc.models.integer_hyper import subpixel_kernel
+from sdc.models.integer_hyper import deconv_as_conv_kernel, subpixel_kernel
 
 
 class SubpixelDeconv(nn.Module):
@@ -36,10 +36,8 @@ class SubpixelDeconv(nn.Module):
         if deconv.kernel_size != (5, 5) or deconv.stride != (2, 2) or deconv.padding != (2, 2) \
                 or deconv.output_padding != (1, 1):
             raise ValueError("SubpixelDeconv takes a 5x5 stride-2 deconv with padding 2, output padding 1")
-        # ConvTranspose2d keeps (C_in, C_out, k, k); the stride-1 kernel over the
-        # zero-inserted input is that flipped and transposed (as in integer_hyper).
-        equivalent = deconv.weight.detach().flip(2, 3).transpose(0, 1)
-        self.register_buffer("weight", subpixel_kernel(equivalent).contiguous(memory_format=torch.channels_last))
+        phases = subpixel_kernel(deconv_as_conv_kernel(deconv.weight.detach()))
+        self.register_buffer("weight", phases.contiguous(memory_format=torch.channels_last))
         self.register_buffer("bias", deconv.bias.detach().repeat_interleave(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

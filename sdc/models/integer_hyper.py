@@ -55,6 +55,12 @@ def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[in
     return (w.reshape(w.shape[0], -1) @ cols).reshape(1, w.shape[0], ho, wo)
 
 
+def deconv_as_conv_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """A ConvTranspose2d weight (C_in, C_out, k, k) as the equivalent stride-1 kernel
+    (C_out, C_in, k, k) over the zero-inserted input: flipped and transposed."""
+    return weight.flip(2, 3).transpose(0, 1)
+
+
 def subpixel_kernel(w: torch.Tensor) -> torch.Tensor:
     """Phase kernels of a stride-2, 5x5, padding-2, output-padding-1 transposed convolution.
 
@@ -133,7 +139,7 @@ class IntegerHyperSynthesis:
             w = m.weight.detach().double()
             if isinstance(m, nn.ConvTranspose2d):
                 # Store as the equivalent stride-1 convolution kernel (O, C, k, k).
-                w = w.flip(2, 3).transpose(0, 1)
+                w = deconv_as_conv_kernel(w)
             shift = int(torch.floor(torch.log2(WEIGHT_LIMIT / w.abs().max())).item())
             out[f"{prefix}{i}.weight"] = torch.round(w * 2.0**shift).to(torch.int32).contiguous()
             out[f"{prefix}{i}.bias"] = torch.round(m.bias.detach().double() * 2.0 ** (shift + ACT_BITS)).to(torch.int64)
