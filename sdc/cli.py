@@ -395,11 +395,12 @@ def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
 @click.option("--task", metavar="TEXT", help="What the decoded image is for, e.g. 'count the cars'.")
 @_lmm_options
 @click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
-@click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..3",
-              help="Encoder effort: 1 codes the analysis transform's latent as it is; 2 and 3 "
+@click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..4",
+              help="Encoder effort: 1 codes the analysis transform's latent as it is; 2 to 4 "
                    "refine it by gradient descent first (2: 20 steps on y; 3: that, and 20 steps on z and y then "
-                   "20 on y) and keep the cheapest file; effort 2 saves about 5% BD-rate on photos at about 50x the "
-                   "encode time (benchmarks/README.md). Decoders cannot tell.")
+                   "20 on y; 4: as 3 with 80 finer steps on y) and keep the cheapest file; effort 2 saves about 5% "
+                   "BD-rate on photos at about 50x the encode time, effort 4 takes 3x effort 3's "
+                   "(benchmarks/README.md). Decoders cannot tell.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="No summary table.")
 @_max_pixels_option

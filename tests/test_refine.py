@@ -151,7 +151,7 @@ def test_cli_effort_refines_and_bad_effort_is_one_line(tmp_path):
     bad = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "bad.sdc"), "--effort", "7"])
     assert bad.exit_code != 0
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "effort must be 1..3" in lines[0], bad.output
+    assert len(lines) == 1 and f"effort must be 1..{max(EFFORT_STEPS)}" in lines[0], bad.output
     assert not (tmp_path / "bad.sdc").exists()
 
 
@@ -238,3 +238,14 @@ def test_joint_phase_is_skipped_when_the_latent_needs_several_tiles(codec, photo
     plain = codec.encode(photo, gmap, everywhere(5))
     tiled = codec.encode(photo, gmap, everywhere(5), joint_steps=10, refine_steps=4)
     assert calls == [1] and tiled.hyperprior == plain.hyperprior
+
+
+def test_longer_refinement_in_finer_steps_codes_cheaper(codec, larger_photo):
+    """Effort 4's y phase (80 steps at a quarter of the 20-step size) ends below 20 steps."""
+    from sdc.models.refine import REFERENCE_STEPS, step_size
+
+    assert step_size(REFERENCE_STEPS) == step_size(1) and step_size(4 * REFERENCE_STEPS) == step_size(1) / 4
+    gmap = np.full(latent_shape(*larger_photo.shape[:2]), 3, np.uint8)
+    short = codec.encode(larger_photo, gmap, everywhere(6), refine_steps=REFERENCE_STEPS)
+    long = codec.encode(larger_photo, gmap, everywhere(6), refine_steps=EFFORT_STEPS[4][1])
+    assert codec.rd_cost(long, larger_photo) < codec.rd_cost(short, larger_photo), "80 finer steps lost to 20"
