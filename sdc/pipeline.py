@@ -39,7 +39,7 @@ def _codec():
     return default_codec()
 
 
-def refine_steps(effort: int) -> dict[str, int]:
+def refine_steps(effort: int) -> dict[str, int | tuple[int, ...]]:
     """SDCCodec.encode's refinement arguments (joint_steps, refine_steps) for an effort."""
     from sdc.models.refine import EFFORT_STEPS
 

@@ -215,9 +215,21 @@ def test_higher_effort_is_never_costlier_and_joint_wins_only_when_it_pays(codec,
     # file too and keeps the joint one only when it is strictly cheaper.
     if (effort3.hyperprior, effort3.groups) != (effort2.hyperprior, effort2.groups):
         assert cost(effort3) < cost(effort2)
+    joint_steps, refine_steps = EFFORT_STEPS[4]
+    effort4 = codec.encode(photo, gmap, qualities, joint_steps=joint_steps, refine_steps=refine_steps)
+    assert cost(effort4) <= cost(effort3)
+    if (effort4.hyperprior, effort4.groups) != (effort3.hyperprior, effort3.groups):
+        assert cost(effort4) < cost(effort3)
     full = codec.decode(effort3)
     inside = pixel_mask(gmap, 0, *photo.shape[:2])
     assert psnr(codec.decode(subset(effort3, ["L1"]))[inside], photo[inside]) > psnr(full[inside], photo[inside]) - 1.0
+
+
+def test_each_effort_makes_every_file_a_lower_effort_makes():
+    """What makes "never costlier than a lower effort" hold: the runs nest."""
+    for lower, higher in zip(sorted(EFFORT_STEPS), sorted(EFFORT_STEPS)[1:]):
+        (joint_lo, runs_lo), (joint_hi, runs_hi) = EFFORT_STEPS[lower], EFFORT_STEPS[higher]
+        assert joint_lo in (0, joint_hi) and set(runs_lo) <= set(runs_hi), (lower, higher)
 
 
 def test_joint_phase_is_skipped_when_the_latent_needs_several_tiles(codec, photo, monkeypatch):
@@ -247,5 +259,5 @@ def test_longer_refinement_in_finer_steps_codes_cheaper(codec, larger_photo):
     assert step_size(REFERENCE_STEPS) == step_size(1) and step_size(4 * REFERENCE_STEPS) == step_size(1) / 4
     gmap = np.full(latent_shape(*larger_photo.shape[:2]), 3, np.uint8)
     short = codec.encode(larger_photo, gmap, everywhere(6), refine_steps=REFERENCE_STEPS)
-    long = codec.encode(larger_photo, gmap, everywhere(6), refine_steps=EFFORT_STEPS[4][1])
+    long = codec.encode(larger_photo, gmap, everywhere(6), refine_steps=max(EFFORT_STEPS[4][1]))
     assert codec.rd_cost(long, larger_photo) < codec.rd_cost(short, larger_photo), "80 finer steps lost to 20"

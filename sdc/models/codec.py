@@ -10,6 +10,7 @@ coded with the gain of its group's quality.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,14 +178,17 @@ class SDCCodec:
 
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, group_map: np.ndarray, qualities: dict[str, int],
-               levels: tuple[str, ...] = LEVELS, refine_steps: int = 0, joint_steps: int = 0) -> CodedImage:
+               levels: tuple[str, ...] = LEVELS, refine_steps: int | Sequence[int] = 0,
+               joint_steps: int = 0) -> CodedImage:
         """rgb: (H, W, 3) uint8; group_map: latent-resolution LEVELS indexes.
 
         joint_steps, refine_steps: steps of encoder-side refinement (:mod:`sdc.models.refine`)
         of ẑ and y together (only when the latent fits one refinement tile), then of y
-        alone; 0 and 0 code g_a's latents as they are. With refinement the file kept is
-        the cheapest (:meth:`rd_cost`) of g_a's latents, y refined alone and, with
-        joint_steps, ẑ and y refined together. The file format is the same either way.
+        alone, one run per length when refine_steps is a sequence; 0 and 0 code g_a's
+        latents as they are. With refinement the file kept is the cheapest
+        (:meth:`rd_cost`) of g_a's latents, y refined alone from them and, with
+        joint_steps, ẑ and y refined together and then y alone. The file format is
+        the same either way.
         """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise BadInputError("expected an RGB uint8 image")
@@ -201,32 +205,34 @@ class SDCCodec:
         hp = self.latent.hyper_params(z_symbols, qz, qmap)
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         plain = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
-        if not (joint_steps or refine_steps):
+        lengths = [n for n in ((refine_steps,) if isinstance(refine_steps, int) else refine_steps) if n > 0]
+        if not (joint_steps or lengths):
             return plain
         inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
         tiles = list(latent_tiles(*gmap.shape, self.refine_tile))
 
-        def with_y_refined(hyper: bytes, hp, y_start: torch.Tensor) -> CodedImage:
-            if refine_steps > 0:
-                y_start = self.refiner.refine(x[0], y_start, hp.means, hp.scales, inv_gain,
-                                              qmap, height, width, refine_steps, tiles)
-            groups, _ = self.latent.encode_groups(y_start, hp, gmap, levels)
+        def coded(hyper: bytes, hp, y: torch.Tensor) -> CodedImage:
+            groups, _ = self.latent.encode_groups(y, hp, gmap, levels)
             return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
 
-        candidates = [plain]
-        if refine_steps > 0:
-            candidates.append(with_y_refined(hyper, hp, y_gained))
+        def y_refined(hyper: bytes, hp, y_start: torch.Tensor) -> list[CodedImage]:
+            return [coded(hyper, hp, self.refiner.refine(x[0], y_start, hp.means, hp.scales, inv_gain,
+                                                         qmap, height, width, n, tiles)) for n in lengths]
+
+        candidates = [plain, *y_refined(hyper, hp, y_gained)]
         if joint_steps > 0 and max(gmap.shape) <= self.refine_tile and self.refiner.hyper is not None:
             y_joint, z_joint = self.refiner.refine_jointly(
                 x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), gains,
                 inv_gain, qmap, height, width, joint_steps)
             hyper_joint, z_joint = self.latent.encode_z_symbols(z_joint.numpy())
-            candidates.append(with_y_refined(hyper_joint, self.latent.hyper_params(z_joint, qz, qmap), y_joint))
+            hp_joint = self.latent.hyper_params(z_joint, qz, qmap)
+            candidates += y_refined(hyper_joint, hp_joint, y_joint) or [coded(hyper_joint, hp_joint, y_joint)]
         # Refinement descends a relaxed objective and can end above where it
         # started (seen on small crops, and for the joint phase with weights
-        # dc60124b, which then lost to y alone), so a higher effort keeps the
-        # file with the lowest real cost among g_a's latents, y refined alone
-        # and (effort 3) ẑ and y refined jointly: never worse than a lower effort.
+        # dc60124b, which then lost to y alone), so the file kept is the one
+        # with the lowest real cost of all runs. Each run is seeded, and each
+        # effort's runs include the lower efforts' (EFFORT_STEPS), so a higher
+        # effort is never worse than a lower one.
         costs = [self.rd_cost(c, rgb) for c in candidates]
         return candidates[int(np.argmin(costs))]
 

@@ -67,7 +67,11 @@ from sdc.models.network import LATENT_STRIDE, quality_lambdas
 # step count (see step_size): on wiki_001 at q6 the real cost fell by 3.05% at
 # 20 steps, 4.12% at 80 (step 0.0125) and 4.22% at 200 (0.005), where 80 and 200
 # steps at the 20-step size (0.05) gained less than 20 did.
-EFFORT_STEPS = {1: (0, 0), 2: (0, 20), 3: (20, 20), 4: (20, 80)}
+# The y-only phase is a tuple of run lengths, each run made from g_a's y and
+# (with joint steps) from the joint phase's: every effort's runs include the
+# lower efforts', and the encoder keeps the cheapest file, so an effort is never
+# costlier than a lower one (effort 4 alone could lose to effort 3's 20 + 20).
+EFFORT_STEPS = {1: (0, ()), 2: (0, (20,)), 3: (20, (20,)), 4: (20, (20, 80))}
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically
 LEARNING_RATE = 0.05  # Adam step on u, in quantization steps, for runs of up to REFERENCE_STEPS
 REFERENCE_STEPS = 20
