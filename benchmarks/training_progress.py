@@ -64,18 +64,26 @@ def plot(entries: list[dict], path: Path) -> None:
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     stages = list(dict.fromkeys(e["stage"] for e in entries))
+    # One colour per quality and one segment per stage (a stage restarts its
+    # steps and may change the quality ladder, so stages are not joined); a
+    # legend entry per stage and quality would outgrow the axes after a few
+    # sessions, so stage starts are faint vertical lines, named in the JSON.
     for si, stage in enumerate(stages):
         part = [e for e in entries if e["stage"] == stage]
         hours = [e["cpu_hours"] for e in part]
         for qi, q in enumerate(("q1", "q4", "q8")):
-            style = dict(marker="o", ms=3, color=f"C{qi}", ls=("-", "--", ":")[si % 3], label=f"{q} ({stage})")
+            style = dict(marker="o", ms=3, color=f"C{qi}", label=q if si == 0 else None)
             a1.plot(hours, [e["val"][q]["psnr"] for e in part], **style)
             a2.plot(hours, [e["val"][q]["bpp"] for e in part], **style)
-    a1.set(xlabel="training CPU hours", ylabel="val PSNR-RGB (dB)", title="distortion")
-    a2.set(xlabel="training CPU hours", ylabel="val bpp (likelihoods)", title="rate")
+        for a in (a1, a2):
+            a.axvline(hours[0], color="0.6", lw=0.5, ls=":")
+    a1.set(xlabel="training CPU hours (lineage)", ylabel="val PSNR-RGB (dB)",
+           title=f"distortion ({len(stages)} stages, dotted: stage starts)")
+    a2.set(xlabel="training CPU hours (lineage)", ylabel="val bpp (likelihoods)", title="rate")
+    a2.set_yscale("log")
     for a in (a1, a2):
         a.grid(alpha=0.3)
-        a.legend(fontsize=7)
+        a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
