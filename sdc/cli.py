@@ -398,8 +398,8 @@ def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
 @click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..4",
               help="Encoder effort: 1 codes the analysis transform's latent as it is; 2 to 4 "
                    "refine it by gradient descent first (2: 20 steps on y; 3: that, and 20 steps on z and y then "
-                   "20 on y; 4: as 3, and 80 finer steps on y from each start) and keep the cheapest file; effort 2 saves about 5% "
-                   "BD-rate on photos at about 50x the encode time, effort 4 takes 3x effort 3's "
+                   "20 on y; 4: as 3, and 80 finer steps on y from each start) and keep the cheapest file; "
+                   "effort 2 saves about 6% BD-rate on photos at about 50x the encode time, effort 4 takes 3x effort 3's "
                    "(benchmarks/README.md). Decoders cannot tell.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--quiet", is_flag=True, help="No summary table.")
