@@ -53,7 +53,7 @@ def main(argv=None) -> int:
                 start = time.process_time()
                 coded = codec.encode(rgb, gmap, {lv: q for lv in LEVELS}, **refine_steps(effort))
                 cpu = time.process_time() - start
-                bits = 8 * (len(coded.hyperprior) + sum(len(b) for b in coded.groups.values()))
+                bits = 8 * coded.payload_bytes
                 err = ((codec.decode(coded).astype(np.float64) - rgb) ** 2).mean()
                 row = {"image": paths[i].name, "quality": q, "effort": effort, "cost": codec.rd_cost(coded, rgb),
                        "bpp": bits / (rgb.shape[0] * rgb.shape[1]), "psnr": 10 * math.log10(255**2 / err),

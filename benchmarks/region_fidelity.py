@@ -80,7 +80,7 @@ def run(paths, qualities, fig_spec, effort: int = 1):
                 only = codec.decode(CodedImage(H, W, coded.qualities, coded.group_map, coded.hyperprior,
                                                {"L1": coded.groups["L1"]}))
                 full = codec.decode(coded)
-                nbytes = len(coded.hyperprior) + sum(len(v) for v in coded.groups.values())
+                nbytes = coded.payload_bytes
                 r[variant] = {
                     "psnr_box_full": psnr(rgb, full, mask),
                     "psnr_box_l1_only": psnr(rgb, only, mask),

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             wall["compressai_compress"].append(w); cpu["compressai_compress"].append(c)  # noqa: E702
             _, w, c = timed(cai_dec, comp)
             wall["compressai_decompress"].append(w); cpu["compressai_decompress"].append(c)  # noqa: E702
-            info["sdc_bpp"] = (len(coded.hyperprior) + sum(map(len, coded.groups.values()))) * 8 / (768 * 512)
+            info["sdc_bpp"] = coded.payload_bytes * 8 / (768 * 512)
             info["compressai_bpp"] = sum(len(s[0]) for s in comp["strings"]) * 8 / (768 * 512)
             if not args.no_pipeline:
                 enc, w, c = timed(encode_image, rgb, qualities=quals, analyzer="offline")

@@ -72,7 +72,7 @@ def real_rd(codec: SDCCodec, images: list[np.ndarray]) -> dict:
             h, w = rgb.shape[:2]
             gmap = np.full(latent_shape(h, w), LEVELS.index("other"), np.uint8)
             coded = codec.encode(rgb, gmap, {lv: q for lv in LEVELS})
-            nbytes = len(coded.hyperprior) + sum(len(b) for b in coded.groups.values())
+            nbytes = coded.payload_bytes
             rec = codec.decode(coded)
             mse = np.mean((rec.astype(np.float64) - rgb) ** 2)
             bpps.append(8 * nbytes / (h * w))

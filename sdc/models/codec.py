@@ -63,6 +63,11 @@ class CodedImage:
     hyperprior: bytes
     groups: dict[str, bytes] = field(default_factory=dict)
 
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of the hyperprior and the groups held: what a decoder needs besides the header."""
+        return len(self.hyperprior) + sum(len(b) for b in self.groups.values())
+
 
 class InferenceNet(torch.nn.Module):
     """g_a, g_s, h_a and the gains, loaded from the weights file (no compressai)."""
@@ -243,7 +248,7 @@ class SDCCodec:
         qmap = self._quality_map(coded.group_map, coded.qualities)
         lam = LatentRefiner._per_pixel(LatentRefiner._pixel_lambdas(qmap), height, width).double().numpy()
         err = ((self.decode(coded).astype(np.float64) - rgb) / 255.0) ** 2
-        bits = 8 * (len(coded.hyperprior) + sum(len(b) for b in coded.groups.values()))
+        bits = 8 * coded.payload_bytes
         return float((lam * err.mean(2)).mean()) + bits / (height * width)
 
     @torch.inference_mode()
