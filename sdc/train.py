@@ -275,9 +275,9 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
         args.g_s_width = int(known.get("g_s_width") or args.N)
 
 
-# Parts that start at zero in a trained model (context, patch bypass): they learn at
-# --context-lr-scale x the LR.
-FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.")
+# Parts that start at zero in a trained model (context, patch bypass, g_s residual
+# blocks): they learn at --context-lr-scale x the LR.
+FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", "g_s.r")
 
 
 def parameter_groups(net: SDCNet) -> tuple[list, list, list]:
@@ -376,7 +376,7 @@ def main(argv=None) -> None:
                         "--init's widens g_s keeping what it does (sdc.models.widen_synthesis)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the parts that start from zero in a trained model: "
-                        "the context and the patch bypass")
+                        "the context, the patch bypass and g_s residual blocks")
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
     p.add_argument("--steps", type=int, default=100_000, help="planned total steps (sets the LR decay)")
     p.add_argument("--until", help="wall-clock end, e.g. 07:35 (UTC, today): the LR schedule follows elapsed time "

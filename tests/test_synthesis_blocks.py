@@ -30,6 +30,20 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
         assert grown.g_s.get_submodule(name).conv_b.weight.grad.abs().max() > 0
 
 
+def test_blocks_learn_at_the_fast_rate_of_parts_that_start_at_zero():
+    from sdc.models.network import SDCNet
+    from sdc.train import parameter_groups
+
+    net = SDCNet(16, 32, num_qualities=2, g_s_res=(1, 3), bypass=True)
+    main, fast, _ = parameter_groups(net)
+    names = {id(p): n for n, p in net.named_parameters()}
+    fast_names = {names[id(p)] for p in fast}
+    blocks = {n for n in names.values() if n.startswith(("g_s.r1.", "g_s.r3."))}
+    assert len(blocks) == 8 and blocks <= fast_names
+    # The trained layers around them keep the base rate.
+    assert {"g_s.0.weight", "g_s.2.weight", "g_a.0.weight"} <= {names[id(p)] for p in main}
+
+
 def test_widening_keeps_the_blocks(shipped_plain, crops):
     from sdc.models.widen import widen_state
 
