@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import g_s_res_in, g_s_width_in, has_bypass
+from sdc.models.layers import G_S_BLOCK_KEY, g_s_res_in, g_s_width_in, has_bypass
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
@@ -277,7 +277,7 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
 
 # Parts that start at zero in a trained model (context, patch bypass, g_s residual
 # blocks): they learn at --context-lr-scale x the LR.
-FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", "g_s.r")
+FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", G_S_BLOCK_KEY)
 
 
 def parameter_groups(net: SDCNet) -> tuple[list, list, list]:

@@ -81,11 +81,14 @@ class ResidualBlock(nn.Module):
 # Positions in g_s after which a residual block may sit: after each inverse GDN
 # (1: 1/8 of the image's resolution, 3: 1/4, 5: 1/2).
 G_S_RES_POSITIONS = (1, 3, 5)
+# State-dict keys of those blocks start with this, followed by the position
+# (``g_s.r3.conv_a.weight``): see :func:`synthesis`.
+G_S_BLOCK_KEY = "g_s.r"
 
 
 def g_s_res_in(state) -> tuple[int, ...]:
     """Positions of the g_s residual blocks a state dict (or weights file) holds."""
-    return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith("g_s.r")}))
+    return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith(G_S_BLOCK_KEY)}))
 
 
 def g_s_width_in(state) -> int:
