@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import G_S_BLOCK_KEY, g_s_res_in, g_s_width_in, has_bypass
+from sdc.models.layers import G_A_BLOCK_KEY, G_S_BLOCK_KEY, g_a_res_in, g_s_res_in, g_s_width_in, has_bypass
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
@@ -240,9 +240,10 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
 
         state = widen_synthesis_state(state, net.g_s_width)
         print(f"g_s widened from {file_width} to {net.g_s_width} channels", flush=True)
-    dropped = sorted(set(g_s_res_in(state)) - set(net.g_s_res))
-    if dropped:
-        raise SystemExit(f"{path} has g_s residual blocks after {dropped}; keep them with --g-s-res")
+    for name, held, wanted in (("g_s", g_s_res_in(state), net.g_s_res), ("g_a", g_a_res_in(state), net.g_a_res)):
+        dropped = sorted(set(held) - set(wanted))
+        if dropped:
+            raise SystemExit(f"{path} has {name} residual blocks after {dropped}; keep them with --{name.replace('_', '-')}-res")
     if has_bypass(state) and not net.bypass:
         raise SystemExit(f"{path} has a patch bypass; keep it with --bypass")
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -269,15 +270,17 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
             setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
     if args.g_s_res is None:
         args.g_s_res = tuple(known.get("g_s_res", ()))
+    if args.g_a_res is None:
+        args.g_a_res = tuple(known.get("g_a_res", ()))
     if args.bypass is None:
         args.bypass = bool(known.get("bypass", False))
     if args.g_s_width is None:
         args.g_s_width = int(known.get("g_s_width") or args.N)
 
 
-# Parts that start at zero in a trained model (context, patch bypass, g_s residual
+# Parts that start at zero in a trained model (context, patch bypass, residual
 # blocks): they learn at --context-lr-scale x the LR.
-FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", G_S_BLOCK_KEY)
+FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", G_A_BLOCK_KEY, G_S_BLOCK_KEY)
 
 
 def parameter_groups(net: SDCNet) -> tuple[list, list, list]:
@@ -368,6 +371,10 @@ def main(argv=None) -> None:
                    help="positions in g_s after which a residual block sits, e.g. 1,3 (1: after the first inverse "
                    "GDN, at 1/8 resolution; 3: 1/4; 5: 1/2); blocks missing from --init start as the identity "
                    "(default: the run's, else --init's, else none)")
+    p.add_argument("--g-a-res", type=parse_positions,
+                   help="positions in g_a after which a residual block sits, e.g. 5 (1: after the first GDN, at "
+                   "1/2 resolution; 3: 1/4; 5: 1/8); blocks missing from --init start as the identity "
+                   "(default: the run's, else --init's, else none)")
     p.add_argument("--bypass", action=argparse.BooleanOptionalAction, default=None,
                    help="add a linear 16x16 patch path beside g_a and g_s, starting at zero "
                         "(default: as the run or --init has it)")
@@ -376,7 +383,7 @@ def main(argv=None) -> None:
                         "--init's widens g_s keeping what it does (sdc.models.widen_synthesis)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the parts that start from zero in a trained model: "
-                        "the context, the patch bypass and g_s residual blocks")
+                        "the context, the patch bypass and residual blocks")
     p.add_argument("--init", help="safetensors to start from when the run has no checkpoint")
     p.add_argument("--steps", type=int, default=100_000, help="planned total steps (sets the LR decay)")
     p.add_argument("--until", help="wall-clock end, e.g. 07:35 (UTC, today): the LR schedule follows elapsed time "
@@ -438,10 +445,11 @@ def main(argv=None) -> None:
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
-        run_res = tuple(ck.get("config", {}).get("g_s_res", ()))
-        if run_res != args.g_s_res:
-            raise SystemExit(f"{ckpt_path} has g_s residual blocks after {list(run_res) or 'none'}; resume without "
-                             "--g-s-res (or start a new run with --init to add blocks)")
+        for name in ("g_s", "g_a"):
+            run_res = tuple(ck.get("config", {}).get(f"{name}_res", ()))
+            if run_res != getattr(args, f"{name}_res"):
+                raise SystemExit(f"{ckpt_path} has {name} residual blocks after {list(run_res) or 'none'}; resume "
+                                 f"without --{name.replace('_', '-')}-res (or start a new run with --init to add blocks)")
         if bool(ck.get("config", {}).get("bypass", False)) != args.bypass:
             raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
                              "--bypass/--no-bypass (or start a new run with --init to add one)")
@@ -488,7 +496,8 @@ def main(argv=None) -> None:
                        "crop": args.crop, "batch": args.batch,
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,
-                       "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width},
+                       "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width,
+                       "g_a_res": list(args.g_a_res)},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

@@ -23,7 +23,7 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.fast_layers import speed_up
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_s_res_in, has_bypass
+from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_a_res_in, g_s_res_in, has_bypass
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
@@ -33,10 +33,11 @@ from sdc.models.weights import load_weights
 # 3.6 GB untiled; 8192x8192, the default --max-pixels, would need ~16 GB).
 # Each tile is run with TILE_MARGIN latent cells of context on every side and
 # only its centre is kept. g_a and g_s see less than 4 cells around a
-# position (4 stride-2 5x5 layers: 30 pixels for g_a; 1 + 1/2 + 1/4 + 1/8
-# cells for g_s, plus 1, 1/2 or 1/4 cell for a residual block after its
-# first, second or third inverse GDN; GDN is per pixel; the patch bypass sees
-# its own cell only), so a tiled result
+# position (4 stride-2 5x5 layers: 30 pixels for g_a, plus 4, 8 or 16 pixels
+# for a residual block after its first, second or third GDN, 58 with all three;
+# 1 + 1/2 + 1/4 + 1/8 cells for g_s, plus 1, 1/2 or 1/4 cell for a residual
+# block after its first, second or third inverse GDN; GDN is per pixel; the
+# patch bypass sees its own cell only), so a tiled result
 # equals the untiled one up to float summation order (tests/test_reliability.py: within 1 code value).
 # Images up to TILE * 16 = 1024 pixels on both sides are a single tile. Decoders
 # need not tile the same way: this changes no bit of the format.
@@ -73,13 +74,15 @@ class InferenceNet(torch.nn.Module):
     """g_a, g_s, h_a and the gains, loaded from the weights file (no compressai)."""
 
     def __init__(self, tensors: dict[str, torch.Tensor], N: int, M: int, num_qualities: int,
-                 g_s_res: tuple[int, ...] = (), bypass: bool = False, g_s_width: int | None = None):
+                 g_s_res: tuple[int, ...] = (), bypass: bool = False, g_s_width: int | None = None,
+                 g_a_res: tuple[int, ...] = ()):
         super().__init__()
         self.N, self.M, self.num_qualities = N, M, num_qualities
-        transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width)
-        stray = sorted(set(g_s_res_in(tensors)) - set(g_s_res))
-        if stray:
-            raise KeyError(f"g_s blocks after {stray} are not in the manifest's g_s_res")
+        transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width, g_a_res)
+        for name, held, declared in (("g_s", g_s_res_in(tensors), g_s_res), ("g_a", g_a_res_in(tensors), g_a_res)):
+            stray = sorted(set(held) - set(declared))
+            if stray:
+                raise KeyError(f"{name} blocks after {stray} are not in the manifest's {name}_res")
         if has_bypass(tensors) and not bypass:
             raise KeyError("the weights have a patch bypass the manifest does not declare")
         for name in ("g_a", "g_s", "h_a"):
@@ -118,7 +121,7 @@ class SDCCodec:
         try:
             self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8),
                                     tuple(arch.get("g_s_res", ())), bool(arch.get("bypass", False)),
-                                    arch.get("g_s_width"))
+                                    arch.get("g_s_width"), tuple(arch.get("g_a_res", ())))
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         try:

@@ -78,17 +78,28 @@ class ResidualBlock(nn.Module):
         return x + self.conv_b(F.leaky_relu(self.conv_a(x)))
 
 
-# Positions in g_s after which a residual block may sit: after each inverse GDN
-# (1: 1/8 of the image's resolution, 3: 1/4, 5: 1/2).
-G_S_RES_POSITIONS = (1, 3, 5)
-# State-dict keys of those blocks start with this, followed by the position
-# (``g_s.r3.conv_a.weight``): see :func:`synthesis`.
+# Positions in g_a and g_s after which a residual block may sit: after each GDN
+# or inverse GDN (g_a: 1: 1/2 of the image's resolution, 3: 1/4, 5: 1/8;
+# g_s: 1: 1/8, 3: 1/4, 5: 1/2).
+RES_POSITIONS = (1, 3, 5)
+# State-dict keys of those blocks start with these, followed by the position
+# (``g_s.r3.conv_a.weight``): see :func:`with_blocks`.
+G_A_BLOCK_KEY = "g_a.r"
 G_S_BLOCK_KEY = "g_s.r"
+
+
+def _res_in(state, key: str) -> tuple[int, ...]:
+    return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith(key)}))
+
+
+def g_a_res_in(state) -> tuple[int, ...]:
+    """Positions of the g_a residual blocks a state dict (or weights file) holds."""
+    return _res_in(state, G_A_BLOCK_KEY)
 
 
 def g_s_res_in(state) -> tuple[int, ...]:
     """Positions of the g_s residual blocks a state dict (or weights file) holds."""
-    return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith(G_S_BLOCK_KEY)}))
+    return _res_in(state, G_S_BLOCK_KEY)
 
 
 def g_s_width_in(state) -> int:
@@ -96,22 +107,33 @@ def g_s_width_in(state) -> int:
     return int(state["g_s.0.weight"].shape[1])
 
 
-def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
-    """compressai's g_s, with residual blocks after the inverse GDNs in `res_after`.
+def with_blocks(layers: list[nn.Module], channels: int, res_after: tuple[int, ...], what: str) -> list[tuple[str, nn.Module]]:
+    """compressai's layer list as named children, with residual blocks after the positions in `res_after`.
 
     The blocks are named ``r<position>``, so the compressai layers keep their
     keys (``g_s.0.weight`` ...) and weights without blocks still load.
     """
-    bad = sorted(set(res_after) - set(G_S_RES_POSITIONS))
+    bad = sorted(set(res_after) - set(RES_POSITIONS))
     if bad:
-        raise ValueError(f"g_s residual blocks go after positions {G_S_RES_POSITIONS}, not {bad}")
-    layers = [deconv(M, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, 3)]
+        raise ValueError(f"{what} residual blocks go after positions {RES_POSITIONS}, not {bad}")
     named: list[tuple[str, nn.Module]] = []
     for i, layer in enumerate(layers):
         named.append((str(i), layer))
         if i in res_after:
-            named.append((f"r{i}", ResidualBlock(N)))
-    return nn.Sequential(OrderedDict(named))
+            named.append((f"r{i}", ResidualBlock(channels)))
+    return named
+
+
+def analysis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> list[tuple[str, nn.Module]]:
+    """compressai's g_a as named layers, with residual blocks after the GDNs in `res_after`."""
+    layers = [conv(3, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, M)]
+    return with_blocks(layers, N, tuple(res_after), "g_a")
+
+
+def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
+    """compressai's g_s, with residual blocks after the inverse GDNs in `res_after`."""
+    layers = [deconv(M, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, 3)]
+    return nn.Sequential(OrderedDict(with_blocks(layers, N, tuple(res_after), "g_s")))
 
 
 class Bypassed(nn.Sequential):
@@ -157,22 +179,22 @@ def has_bypass(state) -> bool:
 
 
 def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = (), bypass: bool = False,
-                     g_s_width: int | None = None) -> dict[str, nn.Sequential]:
+                     g_s_width: int | None = None, g_a_res: tuple[int, ...] = ()) -> dict[str, nn.Sequential]:
     """g_a, g_s, h_a, h_s as in compressai's MeanScaleHyperprior(N, M) (same keys).
 
     `gdn(channels, inverse)` builds the normalisation layers; `g_s_res` adds
-    residual blocks to g_s (see :func:`synthesis`); `bypass` adds a linear
+    residual blocks to g_s (see :func:`synthesis`), `g_a_res` to g_a; `bypass` adds a linear
     16x16 patch path to g_a and g_s (see :class:`Bypassed`); `g_s_width`
     (default N) is g_s's hidden width, which may exceed g_a's because decoding
     has time to spare where encoding has little (see sdc.models.widen_synthesis).
     """
-    g_a = [conv(3, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, M)]
+    g_a = analysis(N, M, gdn, tuple(g_a_res))
     g_s = synthesis(g_s_width or N, M, gdn, tuple(g_s_res))
     if bypass:
-        g_a = Bypassed(OrderedDict([(str(i), layer) for i, layer in enumerate(g_a)] + [("bypass", patch_analysis(M))]))
+        g_a = Bypassed(OrderedDict(g_a + [("bypass", patch_analysis(M))]))
         g_s = Bypassed(OrderedDict(list(g_s.named_children()) + [("bypass", patch_synthesis(M))]))
     else:
-        g_a = nn.Sequential(*g_a)
+        g_a = nn.Sequential(OrderedDict(g_a))
     return {
         "g_a": g_a,
         "g_s": g_s,
