@@ -99,6 +99,21 @@ def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False, g_a_r
     return net.eval()
 
 
+def exported_round_trip_psnr(weights_dir: Path, image: Path, quality: int = 6) -> float:
+    """PSNR of a 128x96 crop of `image` coded and decoded (all background, one quality) by the
+    codec in `weights_dir`, e.g. weights a test has just trained and exported."""
+    from sdc.levels import LEVELS
+    from sdc.models.codec import SDCCodec
+    from sdc.models.network import latent_shape
+
+    codec = SDCCodec(weights_dir)
+    rgb = load_rgb(image, (128, 96))
+    gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
+    rec = codec.decode(codec.encode(rgb, gmap, {lv: quality for lv in LEVELS}))
+    assert rec.shape == rgb.shape
+    return float(10 * np.log10(255**2 / np.mean((rec - rgb.astype(float)) ** 2)))
+
+
 @pytest.fixture(scope="session")
 def codec():
     from sdc.models.codec import default_codec

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from sdc.errors import BadInputError
-from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
-from sdc.models.network import latent_shape
-from conftest import float_net, load_rgb
+from conftest import exported_round_trip_psnr, float_net
 
 
 def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradients(shipped_plain, crops):
@@ -85,11 +82,7 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["architecture"]["g_a_res"] == [5] and manifest["training"]["steps"] == 2
-    codec = SDCCodec(out)
-    rgb = load_rgb(shared / "data" / "val" / "wiki_016.png", (128, 96))
-    gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
-    rec = codec.decode(codec.encode(rgb, gmap, {lv: 6 for lv in LEVELS}))
-    assert rec.shape == rgb.shape and 10 * np.log10(255**2 / np.mean((rec - rgb.astype(float)) ** 2)) > 20
+    assert exported_round_trip_psnr(out, shared / "data" / "val" / "wiki_016.png") > 20
     # Starting a network without the block from these weights would drop a trained layer: refused.
     with pytest.raises(SystemExit, match="keep them with --g-a-res"):
         train(base + ["--init", str(out / "sdc.safetensors"), "--run", str(tmp_path / "drop"), "--steps", "1",

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from sdc.errors import BadInputError
-from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
-from sdc.models.network import latent_shape
-from conftest import float_net, load_rgb
+from conftest import exported_round_trip_psnr, float_net
 
 VAL = ["wiki_001.png", "wiki_016.png"]
 
@@ -104,12 +101,7 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     assert manifest["architecture"]["g_s_res"] == [1, 3] and manifest["training"]["steps"] == 2
     # The lineage counts the init weights as they were when the run started.
     assert manifest["training"]["lineage_steps"] == before["lineage_steps"] + 2
-    codec = SDCCodec(out)
-    rgb = load_rgb(shared / "data" / "val" / VAL[0], (128, 96))
-    gmap = np.full(latent_shape(*rgb.shape[:2]), LEVELS.index("other"), np.uint8)
-    coded = codec.encode(rgb, gmap, {lv: 6 for lv in LEVELS})
-    rec = codec.decode(coded)
-    assert rec.shape == rgb.shape and 10 * np.log10(255**2 / np.mean((rec - rgb.astype(float)) ** 2)) > 20
+    assert exported_round_trip_psnr(out, shared / "data" / "val" / VAL[0]) > 20
     # Starting a network without blocks from these weights would drop trained layers: refused.
     with pytest.raises(SystemExit, match="keep them"):
         train(base + ["--init", str(out / "sdc.safetensors"), "--g-s-res", "none", "--run", str(tmp_path / "drop"),
