@@ -114,6 +114,18 @@ def exported_round_trip_psnr(weights_dir: Path, image: Path, quality: int = 6) -
     return float(10 * np.log10(255**2 / np.mean((rec - rgb.astype(float)) ** 2)))
 
 
+def assert_weights_and_manifest_must_agree(plain: dict, grown: dict, manifest: dict, grown_arch: dict) -> None:
+    """The codec refuses weights with parts their manifest does not declare, and a manifest
+    declaring parts the weights lack: `grown` holds what `grown_arch` adds to `plain`/`manifest`."""
+    from sdc.errors import BadInputError
+    from sdc.models.codec import SDCCodec
+
+    with pytest.raises(BadInputError, match="do not fit"):
+        SDCCodec(tensors=grown, manifest=manifest)
+    with pytest.raises(BadInputError, match="do not fit"):
+        SDCCodec(tensors=plain, manifest=dict(manifest, architecture=grown_arch))
+
+
 @pytest.fixture(scope="session")
 def codec():
     from sdc.models.codec import default_codec
