@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import G_A_BLOCK_KEY, G_S_BLOCK_KEY, g_a_res_in, g_s_res_in, g_s_width_in, has_bypass
+from sdc.models.layers import G_A_BLOCK_KEY, G_S_BLOCK_KEY, g_s_width_in, has_bypass, undeclared_blocks
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
@@ -240,10 +240,8 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
 
         state = widen_synthesis_state(state, net.g_s_width)
         print(f"g_s widened from {file_width} to {net.g_s_width} channels", flush=True)
-    for name, held, wanted in (("g_s", g_s_res_in(state), net.g_s_res), ("g_a", g_a_res_in(state), net.g_a_res)):
-        dropped = sorted(set(held) - set(wanted))
-        if dropped:
-            raise SystemExit(f"{path} has {name} residual blocks after {dropped}; keep them with --{name.replace('_', '-')}-res")
+    for name, dropped in undeclared_blocks(state, net.g_a_res, net.g_s_res):
+        raise SystemExit(f"{path} has {name} residual blocks after {dropped}; keep them with --{name.replace('_', '-')}-res")
     if has_bypass(state) and not net.bypass:
         raise SystemExit(f"{path} has a patch bypass; keep it with --bypass")
     missing, unexpected = net.load_state_dict(state, strict=False)

@@ -23,7 +23,7 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.fast_layers import speed_up
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, g_a_res_in, g_s_res_in, has_bypass
+from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, has_bypass, undeclared_blocks
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
@@ -79,10 +79,8 @@ class InferenceNet(torch.nn.Module):
         super().__init__()
         self.N, self.M, self.num_qualities = N, M, num_qualities
         transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width, g_a_res)
-        for name, held, declared in (("g_s", g_s_res_in(tensors), g_s_res), ("g_a", g_a_res_in(tensors), g_a_res)):
-            stray = sorted(set(held) - set(declared))
-            if stray:
-                raise KeyError(f"{name} blocks after {stray} are not in the manifest's {name}_res")
+        for name, stray in undeclared_blocks(tensors, g_a_res, g_s_res):
+            raise KeyError(f"{name} blocks after {stray} are not in the manifest's {name}_res")
         if has_bypass(tensors) and not bypass:
             raise KeyError("the weights have a patch bypass the manifest does not declare")
         for name in ("g_a", "g_s", "h_a"):

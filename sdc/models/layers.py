@@ -102,6 +102,12 @@ def g_s_res_in(state) -> tuple[int, ...]:
     return _res_in(state, G_S_BLOCK_KEY)
 
 
+def undeclared_blocks(state, g_a_res, g_s_res) -> list[tuple[str, list[int]]]:
+    """(transform, positions) of the residual blocks a state dict holds beyond those declared."""
+    held = {"g_a": (g_a_res_in(state), g_a_res), "g_s": (g_s_res_in(state), g_s_res)}
+    return [(name, sorted(set(h) - set(d))) for name, (h, d) in held.items() if set(h) - set(d)]
+
+
 def g_s_width_in(state) -> int:
     """Hidden channels of the g_s a state dict (or weights file) holds (its first deconvolution's outputs)."""
     return int(state["g_s.0.weight"].shape[1])
@@ -124,10 +130,10 @@ def with_blocks(layers: list[nn.Module], channels: int, res_after: tuple[int, ..
     return named
 
 
-def analysis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> list[tuple[str, nn.Module]]:
-    """compressai's g_a as named layers, with residual blocks after the GDNs in `res_after`."""
+def analysis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
+    """compressai's g_a, with residual blocks after the GDNs in `res_after`."""
     layers = [conv(3, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, N), gdn(N, False), conv(N, M)]
-    return with_blocks(layers, N, tuple(res_after), "g_a")
+    return nn.Sequential(OrderedDict(with_blocks(layers, N, tuple(res_after), "g_a")))
 
 
 def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
@@ -191,10 +197,8 @@ def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = (), bypass:
     g_a = analysis(N, M, gdn, tuple(g_a_res))
     g_s = synthesis(g_s_width or N, M, gdn, tuple(g_s_res))
     if bypass:
-        g_a = Bypassed(OrderedDict(g_a + [("bypass", patch_analysis(M))]))
+        g_a = Bypassed(OrderedDict(list(g_a.named_children()) + [("bypass", patch_analysis(M))]))
         g_s = Bypassed(OrderedDict(list(g_s.named_children()) + [("bypass", patch_synthesis(M))]))
-    else:
-        g_a = nn.Sequential(OrderedDict(g_a))
     return {
         "g_a": g_a,
         "g_s": g_s,
