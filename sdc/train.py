@@ -173,12 +173,12 @@ def manifest_context_slices(path: str) -> int:
 
 
 def parse_positions(text: str) -> tuple[int, ...]:
-    """'1,3' -> (1, 3); '' or 'none' -> ()."""
+    """'1,3' -> (1, 3); '3,1,3' -> (1, 3, 3) (two blocks at 3); '' or 'none' -> ()."""
     text = text.strip().lower()
     if text in ("", "none"):
         return ()
     try:
-        return tuple(sorted({int(v) for v in text.split(",")}))
+        return tuple(sorted(int(v) for v in text.split(",")))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated positions such as 1,3, not {text!r}") from None
 
@@ -367,7 +367,8 @@ def main(argv=None) -> None:
                    f"(default: as --N; else {DEFAULT_ARCH['context_slices']})")
     p.add_argument("--g-s-res", type=parse_positions,
                    help="positions in g_s after which a residual block sits, e.g. 1,3 (1: after the first inverse "
-                   "GDN, at 1/8 resolution; 3: 1/4; 5: 1/2); blocks missing from --init start as the identity "
+                   "GDN, at 1/8 resolution; 3: 1/4; 5: 1/2; a repeated position stacks blocks there: 1,3,3); "
+                   "blocks missing from --init start as the identity "
                    "(default: the run's, else --init's, else none)")
     p.add_argument("--g-a-res", type=parse_positions,
                    help="positions in g_a after which a residual block sits, e.g. 5 (1: after the first GDN, at "

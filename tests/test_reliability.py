@@ -261,6 +261,34 @@ def test_integer_hyper_synthesis_tiles_are_bit_identical(codec):
         assert all(torch.equal(a, b) for a, b in zip(whole, parts)), tile
 
 
+def test_tile_margin_covers_what_g_a_and_g_s_reach_with_stacked_blocks():
+    """Perturb one latent cell (one pixel) and see how far g_s's output (g_a's latent) moves:
+    never beyond the margin tile_margin gives, and that margin is not a cell too generous."""
+    from sdc.models.codec import tile_margin
+    from sdc.models.network import SDCNet
+
+    torch.manual_seed(0)
+    g_a_res, g_s_res = (1, 3, 5, 5), (1, 1, 3, 5)
+    net = SDCNet(8, 16, num_qualities=1, g_a_res=g_a_res, g_s_res=g_s_res).double().eval()
+    for name, param in net.named_parameters():
+        if ".r" in name and name.endswith("conv_b.weight"):
+            torch.nn.init.normal_(param, std=0.1)
+    margin = tile_margin(g_a_res, g_s_res)
+    assert margin == tile_margin((), g_s_res) == 5 and tile_margin() == 4
+    with torch.no_grad():
+        y = torch.randn(1, 16, 13, 13, dtype=torch.float64)
+        bumped = y.clone()
+        bumped[0, :, 6, 6] += 1
+        rows, cols = (net.g_s(bumped) != net.g_s(y))[0].any(0).nonzero().T
+        reach_px = max(96 - int(rows.min()), int(rows.max()) - 111, 96 - int(cols.min()), int(cols.max()) - 111)
+        assert (margin - 1) * 16 < reach_px <= margin * 16
+        x = torch.rand(1, 3, 208, 208, dtype=torch.float64)
+        bumped = x.clone()
+        bumped[0, :, 104, 104] += 1  # in cell (6, 6)
+        rows, cols = (net.g_a(bumped) != net.g_a(x))[0].any(0).nonzero().T
+        assert max((6 - rows).abs().max(), (6 - cols).abs().max()) <= tile_margin(g_a_res)
+
+
 def test_tiled_analysis_and_synthesis_match_untiled(codec, val_image, one_thread):
     from sdc.models.network import pad_to_multiple
 

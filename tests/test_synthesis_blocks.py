@@ -40,6 +40,47 @@ def test_blocks_learn_at_the_fast_rate_of_parts_that_start_at_zero():
     assert {"g_s.0.weight", "g_s.2.weight", "g_a.0.weight"} <= {names[id(p)] for p in main}
 
 
+def test_a_repeated_position_stacks_a_block_that_starts_as_the_identity(shipped_plain, crops):
+    from sdc.train import parse_positions
+
+    tensors, manifest = shipped_plain
+    arch = manifest["architecture"]
+    assert parse_positions("3,1,3") == (1, 3, 3)
+    torch.manual_seed(0)
+    one = float_net(tensors, arch, (1, 3))
+    for name in ("r1", "r3"):  # as if trained
+        torch.nn.init.normal_(one.g_s.get_submodule(name).conv_b.weight, std=0.02)
+    two = float_net(dict(tensors, **one.state_dict()), arch, (1, 3, 3))
+    names = [name for name, _ in two.g_s.named_children()]
+    assert names.index("r3") + 1 == names.index("r3_2") < names.index("4")  # right after the first
+    qmap = torch.full((len(crops), 8, 8), 6)
+    with torch.no_grad():
+        assert torch.equal(one(crops, qmap)["x_hat"], two(crops, qmap)["x_hat"])
+    two(crops, qmap)["x_hat"].sub(crops).pow(2).mean().backward()
+    assert two.g_s.r3_2.conv_b.weight.grad.abs().max() > 0
+
+
+def test_stacked_blocks_run_in_the_codec_and_are_counted_against_the_manifest(shipped_plain, crops):
+    from sdc.models.layers import undeclared_blocks
+
+    tensors, manifest = shipped_plain
+    one_arch, two_arch = dict(manifest["architecture"], g_s_res=[1, 3]), dict(manifest["architecture"], g_s_res=[1, 3, 3])
+    torch.manual_seed(0)
+    grown = float_net(tensors, two_arch, (1, 3, 3))
+    for name in ("r1", "r3", "r3_2"):
+        torch.nn.init.normal_(grown.g_s.get_submodule(name).conv_b.weight, std=0.02)
+    blocks = {k: v for k, v in grown.state_dict().items() if k.startswith("g_s.r")}
+    one_block = dict(tensors, **{k: v for k, v in blocks.items() if not k.startswith("g_s.r3_2.")})
+    two_blocks = dict(tensors, **blocks)
+    assert undeclared_blocks(two_blocks, (), (1, 3)) == [("g_s", [3])] and not undeclared_blocks(two_blocks, (), (1, 3, 3))
+    codec = SDCCodec(tensors=two_blocks, manifest=dict(manifest, architecture=two_arch))
+    y = grown.g_a(crops)
+    with torch.no_grad():
+        expected, got = grown.g_s(y), codec.net.g_s(y.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert_weights_and_manifest_must_agree(one_block, two_blocks, dict(manifest, architecture=one_arch), two_arch)
+
+
 def test_widening_keeps_the_blocks(shipped_plain, crops):
     from sdc.models.widen import widen_state
 

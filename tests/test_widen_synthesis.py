@@ -51,14 +51,15 @@ def test_widened_synthesis_reconstructs_the_same_and_its_new_channels_learn(ship
 def test_widening_keeps_residual_blocks_and_refuses_to_narrow(shipped_plain, crops):
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]
-    state = _plain_state(tensors, arch, (1, 5))
+    blocks = (1, 5, 5)  # two stacked at 5
+    state = _plain_state(tensors, arch, blocks)
     torch.manual_seed(1)
-    for pos in (1, 5):
-        state[f"g_s.r{pos}.conv_b.weight"] = 0.02 * torch.randn_like(state[f"g_s.r{pos}.conv_b.weight"])
+    for name in ("r1", "r5", "r5_2"):
+        state[f"g_s.{name}.conv_b.weight"] = 0.02 * torch.randn_like(state[f"g_s.{name}.conv_b.weight"])
     narrow = SDCNet(arch["N"], arch["M"], num_qualities=state["log_gain"].shape[0],
-                    context_slices=arch["context_slices"], g_s_res=(1, 5)).eval()
+                    context_slices=arch["context_slices"], g_s_res=blocks).eval()
     narrow.load_state_dict(state, strict=False)
-    wide = _wide_net(widen_synthesis_state(state, 80), arch, 80, (1, 5))
+    wide = _wide_net(widen_synthesis_state(state, 80), arch, 80, blocks)
     y = narrow.g_a(crops)
     with torch.no_grad():
         assert (narrow.g_s(y) - float_net(tensors, arch).g_s(y)).abs().max() > 1e-2  # the blocks matter

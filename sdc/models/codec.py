@@ -10,6 +10,7 @@ coded with the gain of its group's quality.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +32,28 @@ from sdc.models.weights import load_weights
 # Large images are analysed and synthesised in tiles of the latent, so peak
 # memory stays bounded whatever the image size (a 4000x3000 decode needed
 # 3.6 GB untiled; 8192x8192, the default --max-pixels, would need ~16 GB).
-# Each tile is run with TILE_MARGIN latent cells of context on every side and
-# only its centre is kept. g_a and g_s see less than 4 cells around a
-# position (4 stride-2 5x5 layers: 30 pixels for g_a, plus 4, 8 or 16 pixels
-# for a residual block after its first, second or third GDN, 58 with all three;
-# 1 + 1/2 + 1/4 + 1/8 cells for g_s, plus 1, 1/2 or 1/4 cell for a residual
-# block after its first, second or third inverse GDN; GDN is per pixel; the
-# patch bypass sees its own cell only), so a tiled result
-# equals the untiled one up to float summation order (tests/test_reliability.py: within 1 code value).
+# Each tile is run with a margin of latent cells of context on every side and
+# only its centre is kept. g_a and g_s see little around a position: 4
+# stride-2 5x5 layers reach 30 pixels for g_a, plus 4, 8 or 16 pixels per
+# residual block after its first, second or third GDN; and 1 + 1/2 + 1/4 +
+# 1/8 cells for g_s, plus 1, 1/2 or 1/4 cell per residual block after its
+# first, second or third inverse GDN (GDN is per pixel; the patch bypass sees
+# its own cell only). :func:`tile_margin` turns that into whole cells, at
+# least TILE_MARGIN, so a tiled result equals the untiled one up to float
+# summation order (tests/test_reliability.py: within 1 code value).
 # Images up to TILE * 16 = 1024 pixels on both sides are a single tile. Decoders
 # need not tile the same way: this changes no bit of the format.
 TILE = 64
 TILE_MARGIN = 4
+_G_A_BLOCK_REACH_PX = {1: 4, 3: 8, 5: 16}
+_G_S_BLOCK_REACH_CELLS = {1: 1.0, 3: 0.5, 5: 0.25}
+
+
+def tile_margin(g_a_res: Sequence[int] = (), g_s_res: Sequence[int] = ()) -> int:
+    """Latent cells of context a tile needs for g_a and g_s with these residual blocks."""
+    g_a_cells = (30 + sum(_G_A_BLOCK_REACH_PX[p] for p in g_a_res)) / LATENT_STRIDE
+    g_s_cells = 1.875 + sum(_G_S_BLOCK_REACH_CELLS[p] for p in g_s_res)
+    return max(TILE_MARGIN, math.ceil(max(g_a_cells, g_s_cells)))
 
 
 def latent_tiles(h: int, w: int, tile: int = TILE, margin: int = TILE_MARGIN):
@@ -122,6 +133,7 @@ class SDCCodec:
                                     arch.get("g_s_width"), tuple(arch.get("g_a_res", ())))
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
+        self.tile_margin = tile_margin(tuple(arch.get("g_a_res", ())), tuple(arch.get("g_s_res", ())))
         try:
             self.latent = GroupedLatentCodec(tensors, int(arch.get("context_slices", 0)))
         except (KeyError, ValueError) as exc:
@@ -215,7 +227,7 @@ class SDCCodec:
         if not (joint_steps or lengths):
             return plain
         inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
-        tiles = list(latent_tiles(*gmap.shape, self.refine_tile))
+        tiles = list(latent_tiles(*gmap.shape, self.refine_tile, self.tile_margin))
 
         def coded(hyper: bytes, hp, y: torch.Tensor) -> CodedImage:
             groups, _ = self.latent.encode_groups(y, hp, gmap, levels)
@@ -266,7 +278,7 @@ class SDCCodec:
             return self.net.g_a(x)
         y = x.new_empty(1, self.net.M, h, w)
         s = LATENT_STRIDE
-        for (r0, r1, c0, c1), (R0, R1, C0, C1) in latent_tiles(h, w, tile):
+        for (r0, r1, c0, c1), (R0, R1, C0, C1) in latent_tiles(h, w, tile, self.tile_margin):
             part = self.net.g_a(x[:, :, R0 * s:R1 * s, C0 * s:C1 * s])
             y[:, :, r0:r1, c0:c1] = part[:, :, r0 - R0:r1 - R0, c0 - C0:c1 - C0]
         return y
@@ -276,7 +288,7 @@ class SDCCodec:
         h, w = y_hat.shape[-2:]
         s = LATENT_STRIDE
         out = np.empty((height, width, 3), np.uint8)
-        for (r0, r1, c0, c1), (R0, R1, C0, C1) in latent_tiles(h, w, tile):
+        for (r0, r1, c0, c1), (R0, R1, C0, C1) in latent_tiles(h, w, tile, self.tile_margin):
             rows, cols = min(r1 * s, height) - r0 * s, min(c1 * s, width) - c0 * s
             if rows <= 0 or cols <= 0:
                 continue

@@ -7,7 +7,7 @@ dict keys and folds the reparametrisation into plain tensors once.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import torch
 import torch.nn as nn
@@ -78,34 +78,49 @@ class ResidualBlock(nn.Module):
         return x + self.conv_b(F.leaky_relu(self.conv_a(x)))
 
 
-# Positions in g_a and g_s after which a residual block may sit: after each GDN
+# Positions in g_a and g_s after which residual blocks may sit: after each GDN
 # or inverse GDN (g_a: 1: 1/2 of the image's resolution, 3: 1/4, 5: 1/8;
-# g_s: 1: 1/8, 3: 1/4, 5: 1/2).
+# g_s: 1: 1/8, 3: 1/4, 5: 1/2). A position may repeat: blocks stack there.
 RES_POSITIONS = (1, 3, 5)
-# State-dict keys of those blocks start with these, followed by the position
-# (``g_s.r3.conv_a.weight``): see :func:`with_blocks`.
+# State-dict keys of those blocks start with these, followed by the block's
+# name (``g_s.r3.conv_a.weight``; a second block at 3 is ``g_s.r3_2``): see
+# :func:`block_names`.
 G_A_BLOCK_KEY = "g_a.r"
 G_S_BLOCK_KEY = "g_s.r"
 
 
+def block_names(res_after) -> list[tuple[int, str]]:
+    """(position, child name) of the blocks at `res_after`, in order: the first at a
+    position is ``r<position>`` (the name weights with one block per position use),
+    the k-th after it ``r<position>_<k>``."""
+    seen: Counter = Counter()
+    names = []
+    for pos in sorted(res_after):
+        seen[pos] += 1
+        names.append((pos, f"r{pos}" if seen[pos] == 1 else f"r{pos}_{seen[pos]}"))
+    return names
+
+
 def _res_in(state, key: str) -> tuple[int, ...]:
-    return tuple(sorted({int(k.split(".")[1][1:]) for k in state if k.startswith(key)}))
+    names = {k[len(key) - 1 :].split(".")[0] for k in state if k.startswith(key)}
+    return tuple(sorted(int(name[1:].split("_")[0]) for name in names))
 
 
 def g_a_res_in(state) -> tuple[int, ...]:
-    """Positions of the g_a residual blocks a state dict (or weights file) holds."""
+    """Positions of the g_a residual blocks a state dict (or weights file) holds, a position once per block."""
     return _res_in(state, G_A_BLOCK_KEY)
 
 
 def g_s_res_in(state) -> tuple[int, ...]:
-    """Positions of the g_s residual blocks a state dict (or weights file) holds."""
+    """Positions of the g_s residual blocks a state dict (or weights file) holds, a position once per block."""
     return _res_in(state, G_S_BLOCK_KEY)
 
 
 def undeclared_blocks(state, g_a_res, g_s_res) -> list[tuple[str, list[int]]]:
     """(transform, positions) of the residual blocks a state dict holds beyond those declared."""
     held = {"g_a": (g_a_res_in(state), g_a_res), "g_s": (g_s_res_in(state), g_s_res)}
-    return [(name, sorted(set(h) - set(d))) for name, (h, d) in held.items() if set(h) - set(d)]
+    extra = {name: sorted((Counter(h) - Counter(d)).elements()) for name, (h, d) in held.items()}
+    return [(name, positions) for name, positions in extra.items() if positions]
 
 
 def g_s_width_in(state) -> int:
@@ -116,17 +131,19 @@ def g_s_width_in(state) -> int:
 def with_blocks(layers: list[nn.Module], channels: int, res_after: tuple[int, ...], what: str) -> list[tuple[str, nn.Module]]:
     """compressai's layer list as named children, with residual blocks after the positions in `res_after`.
 
-    The blocks are named ``r<position>``, so the compressai layers keep their
+    The blocks are named as :func:`block_names` says, so the compressai layers keep their
     keys (``g_s.0.weight`` ...) and weights without blocks still load.
     """
     bad = sorted(set(res_after) - set(RES_POSITIONS))
     if bad:
         raise ValueError(f"{what} residual blocks go after positions {RES_POSITIONS}, not {bad}")
+    blocks_after: dict[int, list[str]] = {}
+    for pos, name in block_names(res_after):
+        blocks_after.setdefault(pos, []).append(name)
     named: list[tuple[str, nn.Module]] = []
     for i, layer in enumerate(layers):
         named.append((str(i), layer))
-        if i in res_after:
-            named.append((f"r{i}", ResidualBlock(channels)))
+        named.extend((name, ResidualBlock(channels)) for name in blocks_after.get(i, ()))
     return named
 
 

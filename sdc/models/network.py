@@ -123,8 +123,8 @@ class SDCNet(nn.Module):
         M: channels of y.
         num_qualities: number of gain pairs (qualities 1..num_qualities).
         context_slices, context_hidden: the channel-conditional context (0: none).
-        g_s_res: positions in g_s followed by a residual block (see
-            :func:`sdc.models.layers.synthesis`).
+        g_s_res: positions in g_s followed by a residual block, once per block
+            (1, 3, 3: two stacked at 3; see :func:`sdc.models.layers.synthesis`).
         bypass: a linear 16x16 patch path beside g_a and g_s (see
             :class:`sdc.models.layers.Bypassed`).
         g_s_width: hidden channels of g_s (default N).

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import g_s_res_in, g_s_width_in, synthesis
+from sdc.models.layers import block_names, g_s_res_in, g_s_width_in, synthesis
 from sdc.models.network import trainable_gdn
 
 # Hidden layers of g_s: (deconvolution, inverse GDN after it); g_s.6 maps to RGB.
@@ -89,12 +89,12 @@ def widen_synthesis_state(state: dict[str, torch.Tensor], new_width: int, seed: 
         for key in ("beta_reparam.pedestal", "beta_reparam.lower_bound.bound",
                     "gamma_reparam.pedestal", "gamma_reparam.lower_bound.bound"):
             out[f"{name}.{key}"] = state[f"{name}.{key}"].clone()
-    for pos in g_s_res_in(state):
+    for _, block in block_names(g_s_res_in(state)):
         for conv in ("conv_a", "conv_b"):
-            key = f"g_s.r{pos}.{conv}"
+            key = f"g_s.{block}.{conv}"
             _grow_conv(out[f"{key}.weight"], state[f"{key}.weight"])
             b = out[f"{key}.bias"]
             b.zero_()
             b[:width] = state[f"{key}.bias"]
-        out[f"g_s.r{pos}.conv_b.weight"][width:] = 0  # a new block output starts as the identity too
+        out[f"g_s.{block}.conv_b.weight"][width:] = 0  # a new block output starts as the identity too
     return out
