@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sdc.models.codec import SDCCodec
+from sdc.models.layers import block_names
 from conftest import assert_weights_and_manifest_must_agree, exported_round_trip_psnr, float_net
 
 VAL = ["wiki_001.png", "wiki_016.png"]
@@ -121,9 +122,12 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     before = json.loads((init_dir / "manifest.json").read_text())["training"]
     with pytest.raises(SystemExit, match=r"not \[2\]"):
         train(base + ["--init", shipped_file, "--g-s-res", "2", "--run", str(tmp_path / "bad"), "--steps", "1"])
-    train(base + ["--init", shipped_file, "--g-s-res", "1,3", "--steps", "1"])
+    # One block more at 3 than the shipped weights have (whatever they have), stacked on theirs.
+    grown = sorted(json.loads((init_dir / "manifest.json").read_text())["architecture"]["g_s_res"] + [3])
+    new_block = "g_s." + [name for pos, name in block_names(grown) if pos == 3][-1]  # g_s.r3_3 for 1,3,3,3
+    train(base + ["--init", shipped_file, "--g-s-res", ",".join(map(str, grown)), "--steps", "1"])
     ck = torch.load(run / "ckpt.pt", weights_only=True)
-    assert ck["config"]["g_s_res"] == [1, 3] and "g_s.r3.conv_b.weight" in ck["model"]
+    assert ck["config"]["g_s_res"] == grown and f"{new_block}.conv_b.weight" in ck["model"]
     train(base + ["--steps", "2"])  # resuming keeps the run's blocks without flags
     with pytest.raises(SystemExit, match="residual blocks after"):
         train(base + ["--g-s-res", "none", "--steps", "3"])
@@ -134,7 +138,7 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     out = tmp_path / "weights"
     export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["architecture"]["g_s_res"] == [1, 3] and manifest["training"]["steps"] == 2
+    assert manifest["architecture"]["g_s_res"] == grown and manifest["training"]["steps"] == 2
     # The lineage counts the init weights as they were when the run started.
     assert manifest["training"]["lineage_steps"] == before["lineage_steps"] + 2
     assert exported_round_trip_psnr(out, shared / "data" / "val" / VAL[0]) > 20
