@@ -24,7 +24,8 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.fast_layers import speed_up
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.layers import FoldedGDN, build_h_s, build_transforms, has_bypass, undeclared_blocks
+from sdc.models.layers import (G_A_SCALE, G_S_SCALE, FoldedGDN, build_h_s, build_transforms, has_bypass, reach_px,
+                               undeclared_blocks)
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
@@ -33,27 +34,21 @@ from sdc.models.weights import load_weights
 # memory stays bounded whatever the image size (a 4000x3000 decode needed
 # 3.6 GB untiled; 8192x8192, the default --max-pixels, would need ~16 GB).
 # Each tile is run with a margin of latent cells of context on every side and
-# only its centre is kept. g_a and g_s see little around a position: 4
-# stride-2 5x5 layers reach 30 pixels for g_a, plus 4, 8 or 16 pixels per
-# residual block after its first, second or third GDN; and 1 + 1/2 + 1/4 +
-# 1/8 cells for g_s, plus 1, 1/2 or 1/4 cell per residual block after its
-# first, second or third inverse GDN (GDN is per pixel; the patch bypass sees
-# its own cell only). :func:`tile_margin` turns that into whole cells, at
-# least TILE_MARGIN, so a tiled result equals the untiled one up to float
-# summation order (tests/test_reliability.py: within 1 code value).
+# only its centre is kept. g_a and g_s see little around a position (30
+# pixels, plus 2 feature pixels per residual block: :func:`layers.reach_px`);
+# :func:`tile_margin` turns that into whole cells, at least TILE_MARGIN, so a
+# tiled result equals the untiled one up to float summation order
+# (tests/test_reliability.py: within 1 code value).
 # Images up to TILE * 16 = 1024 pixels on both sides are a single tile. Decoders
 # need not tile the same way: this changes no bit of the format.
 TILE = 64
 TILE_MARGIN = 4
-_G_A_BLOCK_REACH_PX = {1: 4, 3: 8, 5: 16}
-_G_S_BLOCK_REACH_CELLS = {1: 1.0, 3: 0.5, 5: 0.25}
 
 
 def tile_margin(g_a_res: Sequence[int] = (), g_s_res: Sequence[int] = ()) -> int:
     """Latent cells of context a tile needs for g_a and g_s with these residual blocks."""
-    g_a_cells = (30 + sum(_G_A_BLOCK_REACH_PX[p] for p in g_a_res)) / LATENT_STRIDE
-    g_s_cells = 1.875 + sum(_G_S_BLOCK_REACH_CELLS[p] for p in g_s_res)
-    return max(TILE_MARGIN, math.ceil(max(g_a_cells, g_s_cells)))
+    reach = max(reach_px(G_A_SCALE, g_a_res), reach_px(G_S_SCALE, g_s_res))
+    return max(TILE_MARGIN, math.ceil(reach / LATENT_STRIDE))
 
 
 def latent_tiles(h: int, w: int, tile: int = TILE, margin: int = TILE_MARGIN):

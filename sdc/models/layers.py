@@ -82,6 +82,12 @@ class ResidualBlock(nn.Module):
 # or inverse GDN (g_a: 1: 1/2 of the image's resolution, 3: 1/4, 5: 1/8;
 # g_s: 1: 1/8, 3: 1/4, 5: 1/2). A position may repeat: blocks stack there.
 RES_POSITIONS = (1, 3, 5)
+# Image pixels per feature pixel at each position: a block (two 3x3
+# convolutions) there reaches 2 feature pixels, i.e. twice this many image pixels.
+G_A_SCALE = {1: 2, 3: 4, 5: 8}
+G_S_SCALE = {1: 8, 3: 4, 5: 2}
+# Both plain transforms (4 stride-2 5x5 layers; GDN is per pixel) reach 30 image pixels.
+PLAIN_REACH_PX = 30
 # State-dict keys of those blocks start with these, followed by the block's
 # name (``g_s.r3.conv_a.weight``; a second block at 3 is ``g_s.r3_2``): see
 # :func:`block_names`.
@@ -101,8 +107,14 @@ def block_names(res_after) -> list[tuple[int, str]]:
     return names
 
 
+def reach_px(scale: dict[int, int], res_after) -> int:
+    """Image pixels around a position that g_a (scale=G_A_SCALE) or g_s (G_S_SCALE) sees
+    with residual blocks at `res_after` (the patch bypass sees its own cell only)."""
+    return PLAIN_REACH_PX + sum(2 * scale[p] for p in res_after)
+
+
 def _res_in(state, key: str) -> tuple[int, ...]:
-    names = {k[len(key) - 1 :].split(".")[0] for k in state if k.startswith(key)}
+    names = {k.split(".")[1] for k in state if k.startswith(key)}  # "r3", "r3_2", ...
     return tuple(sorted(int(name[1:].split("_")[0]) for name in names))
 
 
