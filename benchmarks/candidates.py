@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         arch = manifest.get("architecture", {})
         results[name] = {
             "weights": str(folder), "sha256": manifest.get("sha256"),
-            "architecture": {k: arch.get(k) for k in ("N", "M", "num_qualities", "context_slices", "g_s_res", "bypass", "g_s_width", "g_a_res")},
+            "architecture": {k: arch.get(k) for k in ("N", "M", "num_qualities", "context_slices", "g_s_res", "bypass", "g_s_width", "g_a_res", "g_s_pointwise")},
             "training": {k: (manifest.get("training") or {}).get(k) for k in ("steps", "cpu_hours", "initialised_from")},
             "curve": curve,
             "encode_s_median": float(np.median([q["encode_s"] for im in points.values() for q in im.values()])),

@@ -158,7 +158,7 @@ def main(argv=None) -> None:
                          "context_slices": net.context_slices if net.context is not None else 0,
                          "context_hidden": net.context_hidden if net.context is not None else 0,
                          "g_s_res": list(net.g_s_res), "bypass": net.bypass, "g_s_width": net.g_s_width,
-                         "g_a_res": list(net.g_a_res),
+                         "g_a_res": list(net.g_a_res), "g_s_pointwise": list(net.g_s_pointwise),
                          "entropy_coder": "constriction queue range coder, compressai 16-bit tables",
                          "hyper_synthesis": "integer fixed point (ACT_BITS=12)"},
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import G_A_BLOCK_KEY, G_S_BLOCK_KEY, g_s_width_in, has_bypass, undeclared_blocks
+from sdc.models.layers import G_A_BLOCK_KEY, G_S_BLOCK_KEY, G_S_POINTWISE_KEY, g_s_width_in, has_bypass, undeclared_blocks
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
@@ -240,8 +240,8 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
 
         state = widen_synthesis_state(state, net.g_s_width)
         print(f"g_s widened from {file_width} to {net.g_s_width} channels", flush=True)
-    for name, dropped in undeclared_blocks(state, net.g_a_res, net.g_s_res):
-        raise SystemExit(f"{path} has {name} residual blocks after {dropped}; keep them with --{name.replace('_', '-')}-res")
+    for key, dropped in undeclared_blocks(state, net.g_a_res, net.g_s_res, net.g_s_pointwise):
+        raise SystemExit(f"{path} has {key[:3]} blocks after {dropped}; keep them with --{key.replace('_', '-')}")
     if has_bypass(state) and not net.bypass:
         raise SystemExit(f"{path} has a patch bypass; keep it with --bypass")
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -270,6 +270,8 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
         args.g_s_res = tuple(known.get("g_s_res", ()))
     if args.g_a_res is None:
         args.g_a_res = tuple(known.get("g_a_res", ()))
+    if args.g_s_pointwise is None:
+        args.g_s_pointwise = tuple(known.get("g_s_pointwise", ()))
     if args.bypass is None:
         args.bypass = bool(known.get("bypass", False))
     if args.g_s_width is None:
@@ -278,7 +280,7 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
 
 # Parts that start at zero in a trained model (context, patch bypass, residual
 # blocks): they learn at --context-lr-scale x the LR.
-FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", G_A_BLOCK_KEY, G_S_BLOCK_KEY)
+FAST_PREFIXES = ("context.", "g_a.bypass.", "g_s.bypass.", G_A_BLOCK_KEY, G_S_BLOCK_KEY, G_S_POINTWISE_KEY)
 
 
 def parameter_groups(net: SDCNet) -> tuple[list, list, list]:
@@ -374,6 +376,11 @@ def main(argv=None) -> None:
                    help="positions in g_a after which a residual block sits, e.g. 5 (1: after the first GDN, at "
                    "1/2 resolution; 3: 1/4; 5: 1/8); blocks missing from --init start as the identity "
                    "(default: the run's, else --init's, else none)")
+    p.add_argument("--g-s-pointwise", type=parse_positions,
+                   help="positions in g_s after which a pointwise block sits (a residual block of 1x1 "
+                   "convolutions: per-pixel capacity at about a ninth of a 3x3 block's cost), after any "
+                   "residual blocks there, e.g. 5 (1/2 resolution); blocks missing from --init start as the "
+                   "identity (default: the run's, else --init's, else none)")
     p.add_argument("--bypass", action=argparse.BooleanOptionalAction, default=None,
                    help="add a linear 16x16 patch path beside g_a and g_s, starting at zero "
                         "(default: as the run or --init has it)")
@@ -444,11 +451,12 @@ def main(argv=None) -> None:
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
-        for name in ("g_s", "g_a"):
-            run_res = tuple(ck.get("config", {}).get(f"{name}_res", ()))
-            if run_res != getattr(args, f"{name}_res"):
-                raise SystemExit(f"{ckpt_path} has {name} residual blocks after {list(run_res) or 'none'}; resume "
-                                 f"without --{name.replace('_', '-')}-res (or start a new run with --init to add blocks)")
+        for key in ("g_s_res", "g_a_res", "g_s_pointwise"):
+            run_res = tuple(ck.get("config", {}).get(key, ()))
+            if run_res != getattr(args, key):
+                raise SystemExit(f"{ckpt_path} has {key[:3]} {'pointwise' if 'pointwise' in key else 'residual'} "
+                                 f"blocks after {list(run_res) or 'none'}; resume without --{key.replace('_', '-')} "
+                                 "(or start a new run with --init to add blocks)")
         if bool(ck.get("config", {}).get("bypass", False)) != args.bypass:
             raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
                              "--bypass/--no-bypass (or start a new run with --init to add one)")
@@ -496,7 +504,7 @@ def main(argv=None) -> None:
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,
                        "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width,
-                       "g_a_res": list(args.g_a_res)},
+                       "g_a_res": list(args.g_a_res), "g_s_pointwise": list(args.g_s_pointwise)},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

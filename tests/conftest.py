@@ -56,8 +56,9 @@ def shipped_plain(shipped):
     and g_s blocks), as (tensors, manifest): trained weights that a test can add those parts
     to, whether or not the shipped ones have them."""
     tensors, manifest = shipped
-    kept = {k: v for k, v in tensors.items() if ".bypass." not in k and not k.startswith(("g_s.r", "g_a.r"))}
-    return kept, dict(manifest, architecture=dict(manifest["architecture"], bypass=False, g_s_res=[], g_a_res=[]))
+    kept = {k: v for k, v in tensors.items() if ".bypass." not in k and not k.startswith(("g_s.r", "g_s.p", "g_a.r"))}
+    return kept, dict(manifest, architecture=dict(manifest["architecture"], bypass=False, g_s_res=[], g_a_res=[],
+                                                  g_s_pointwise=[]))
 
 
 @pytest.fixture(scope="session")
@@ -86,14 +87,14 @@ def tiny_training(tmp_path, shared):
     return {"args": args, "data": data, "run": tmp_path / "run", "init": init_dir / "sdc.safetensors"}
 
 
-def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False, g_a_res=()):
+def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False, g_a_res=(), g_s_pointwise=()):
     """The trainable SDCNet (eval mode) holding a weights file's float tensors, grown by
-    g_s or g_a residual blocks and/or a patch bypass (which start as no-ops)."""
+    g_s or g_a residual or pointwise blocks and/or a patch bypass (which start as no-ops)."""
     from sdc.models.network import SDCNet
     from sdc.train import trained_tensors
 
     net = SDCNet(arch["N"], arch["M"], num_qualities=tensors["log_gain"].shape[0], context_slices=arch["context_slices"],
-                 g_s_res=g_s_res, bypass=bypass, g_a_res=g_a_res)
+                 g_s_res=g_s_res, bypass=bypass, g_a_res=g_a_res, g_s_pointwise=g_s_pointwise)
     state = trained_tensors(tensors)
     net.load_state_dict(state, strict=False)
     return net.eval()

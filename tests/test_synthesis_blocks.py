@@ -1,5 +1,6 @@
-"""Residual blocks in g_s: added to trained weights they change nothing at first, they train,
-and the weights they produce export, load and decode through the inference codec."""
+"""Residual blocks in g_s (3x3, and pointwise 1x1 ones): added to trained weights they change
+nothing at first, they train, and the weights they produce export, load and decode through the
+inference codec."""
 from __future__ import annotations
 
 import json
@@ -73,7 +74,7 @@ def test_stacked_blocks_run_in_the_codec_and_are_counted_against_the_manifest(sh
     blocks = {k: v for k, v in grown.state_dict().items() if k.startswith("g_s.r")}
     one_block = dict(tensors, **{k: v for k, v in blocks.items() if not k.startswith("g_s.r3_2.")})
     two_blocks = dict(tensors, **blocks)
-    assert undeclared_blocks(two_blocks, (), (1, 3)) == [("g_s", [3])] and not undeclared_blocks(two_blocks, (), (1, 3, 3))
+    assert undeclared_blocks(two_blocks, (), (1, 3)) == [("g_s_res", [3])] and not undeclared_blocks(two_blocks, (), (1, 3, 3))
     codec = SDCCodec(tensors=two_blocks, manifest=dict(manifest, architecture=two_arch))
     y = grown.g_a(crops)
     with torch.no_grad():
@@ -146,3 +147,77 @@ def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shar
     with pytest.raises(SystemExit, match="keep them"):
         train(base + ["--init", str(out / "sdc.safetensors"), "--g-s-res", "none", "--run", str(tmp_path / "drop"),
                       "--steps", "1"])
+
+
+def _trained_pointwise(tensors, arch, crops, g_s_res=(3,)):
+    """A float net with residual blocks at `g_s_res` and a pointwise block at 5, all as if trained."""
+    torch.manual_seed(0)
+    net = float_net(tensors, arch, g_s_res, g_s_pointwise=(5,))
+    for name, block in net.g_s.named_children():
+        if name.startswith(("r", "p")):
+            torch.nn.init.normal_(block.conv_b.weight, std=0.02)
+    return net
+
+
+def test_a_pointwise_block_is_1x1_starts_as_the_identity_and_learns_fast(shipped_plain, crops):
+    from sdc.train import parameter_groups
+
+    tensors, manifest = shipped_plain
+    arch = manifest["architecture"]
+    plain, grown = float_net(tensors, arch, (3,)), float_net(tensors, arch, (3,), g_s_pointwise=(5, 3))
+    names = [name for name, _ in grown.g_s.named_children()]
+    # After the residual block at the same position, so weights with only that block keep their order.
+    assert names.index("r3") < names.index("p3") < names.index("4") < names.index("5") < names.index("p5") < names.index("6")
+    assert grown.g_s.p5.conv_a.weight.shape[-2:] == (1, 1) and grown.g_s.r3.conv_a.weight.shape[-2:] == (3, 3)
+    qmap = torch.full((len(crops), 8, 8), 6)
+    with torch.no_grad():
+        assert torch.equal(plain(crops, qmap)["x_hat"], grown(crops, qmap)["x_hat"])
+    grown(crops, qmap)["x_hat"].sub(crops).pow(2).mean().backward()
+    assert grown.g_s.p5.conv_b.weight.grad.abs().max() > 0
+    _, fast, _ = parameter_groups(grown)
+    assert {id(p) for p in grown.g_s.p5.parameters()} <= {id(p) for p in fast}
+
+
+def test_pointwise_blocks_run_in_the_codec_reach_nothing_and_must_be_declared(shipped_plain, crops):
+    from sdc.models.codec import tile_margin
+    from sdc.models.layers import undeclared_blocks
+
+    tensors, manifest = shipped_plain
+    plain_arch = dict(manifest["architecture"], g_s_res=[3])
+    arch = dict(plain_arch, g_s_pointwise=[5])
+    grown = _trained_pointwise(tensors, arch, crops)
+    blocks = {k: v for k, v in grown.state_dict().items() if k.startswith(("g_s.r", "g_s.p"))}
+    with_residual = dict(tensors, **{k: v for k, v in blocks.items() if k.startswith("g_s.r")})
+    with_both = dict(tensors, **blocks)
+    assert undeclared_blocks(with_both, (), (3,)) == [("g_s_pointwise", [5])]
+    assert not undeclared_blocks(with_both, (), (3,), (5,))
+    codec = SDCCodec(tensors=with_both, manifest=dict(manifest, architecture=arch))
+    y = grown.g_a(crops)
+    with torch.no_grad():
+        expected, got = grown.g_s(y), codec.net.g_s(y.contiguous(memory_format=torch.channels_last))
+        without = float_net(with_residual, plain_arch, (3,)).g_s(y)
+    assert (expected - without).abs().max() > 1e-2  # the pointwise block matters...
+    assert torch.allclose(got, expected, atol=1e-4)  # ...and runs the same in the codec
+    # A 1x1 block sees its own pixel only: the tile context stays what the 3x3 blocks need.
+    assert codec.tile_margin == tile_margin((), (3,))
+    assert_weights_and_manifest_must_agree(with_residual, with_both, dict(manifest, architecture=plain_arch), arch)
+
+
+def test_training_adds_a_pointwise_block_and_export_declares_it(tmp_path, shared, tiny_training, one_thread):
+    from sdc.export import main as export
+    from sdc.train import main as train
+
+    base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
+    shipped_file = str(tiny_training["init"])
+    train(base + ["--init", shipped_file, "--g-s-pointwise", "5", "--steps", "1"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["config"]["g_s_pointwise"] == [5] and ck["model"]["g_s.p5.conv_a.weight"].shape[-2:] == (1, 1)
+    with pytest.raises(SystemExit, match="pointwise blocks after"):
+        train(base + ["--g-s-pointwise", "none", "--steps", "2"])
+    out = tmp_path / "weights"
+    export(["--run", str(run), "--out", str(out), "--val", str(data), "--val-limit", "1"])
+    assert json.loads((out / "manifest.json").read_text())["architecture"]["g_s_pointwise"] == [5]
+    assert exported_round_trip_psnr(out, shared / "data" / "val" / VAL[0]) > 20
+    with pytest.raises(SystemExit, match="--g-s-pointwise"):  # starting without it would drop trained layers
+        train(base + ["--init", str(out / "sdc.safetensors"), "--run", str(tmp_path / "drop"), "--g-s-pointwise",
+                      "none", "--steps", "1"])

@@ -16,13 +16,14 @@ from conftest import exported_round_trip_psnr, float_net
 VAL = ["wiki_001.png", "wiki_016.png"]
 
 
-def _plain_state(tensors, arch, g_s_res=()):
-    return {k: v for k, v in float_net(tensors, arch, g_s_res).state_dict().items() if not k.endswith("_cdf")}
+def _plain_state(tensors, arch, g_s_res=(), g_s_pointwise=()):
+    net = float_net(tensors, arch, g_s_res, g_s_pointwise=g_s_pointwise)
+    return {k: v for k, v in net.state_dict().items() if not k.endswith("_cdf")}
 
 
-def _wide_net(state, arch, width, g_s_res=()):
+def _wide_net(state, arch, width, g_s_res=(), g_s_pointwise=()):
     net = SDCNet(arch["N"], arch["M"], num_qualities=state["log_gain"].shape[0], context_slices=arch["context_slices"],
-                 g_s_res=g_s_res, g_s_width=width)
+                 g_s_res=g_s_res, g_s_width=width, g_s_pointwise=g_s_pointwise)
     missing, unexpected = net.load_state_dict(state, strict=False)
     assert not unexpected and all(k.endswith(("_cdf", "_offset", "_cdf_length", "scale_table")) for k in missing)
     return net.eval()
@@ -48,18 +49,19 @@ def test_widened_synthesis_reconstructs_the_same_and_its_new_channels_learn(ship
     assert wide.g_s[2].weight.grad[64:].abs().max() > 0 and wide.g_s[6].weight.grad[64:].abs().max() > 0
 
 
-def test_widening_keeps_residual_blocks_and_refuses_to_narrow(shipped_plain, crops):
+def test_widening_keeps_residual_and_pointwise_blocks_and_refuses_to_narrow(shipped_plain, crops):
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]
-    blocks = (1, 5, 5)  # two stacked at 5
-    state = _plain_state(tensors, arch, blocks)
+    blocks, pointwise = (1, 5, 5), (5,)  # two stacked at 5, then a pointwise one
+    state = _plain_state(tensors, arch, blocks, pointwise)
     torch.manual_seed(1)
-    for name in ("r1", "r5", "r5_2"):
+    for name in ("r1", "r5", "r5_2", "p5"):
         state[f"g_s.{name}.conv_b.weight"] = 0.02 * torch.randn_like(state[f"g_s.{name}.conv_b.weight"])
     narrow = SDCNet(arch["N"], arch["M"], num_qualities=state["log_gain"].shape[0],
-                    context_slices=arch["context_slices"], g_s_res=blocks).eval()
+                    context_slices=arch["context_slices"], g_s_res=blocks, g_s_pointwise=pointwise).eval()
     narrow.load_state_dict(state, strict=False)
-    wide = _wide_net(widen_synthesis_state(state, 80), arch, 80, blocks)
+    wide = _wide_net(widen_synthesis_state(state, 80), arch, 80, blocks, pointwise)
+    assert wide.g_s.p5.conv_a.weight.shape == (80, 80, 1, 1)
     y = narrow.g_a(crops)
     with torch.no_grad():
         assert (narrow.g_s(y) - float_net(tensors, arch).g_s(y)).abs().max() > 1e-2  # the blocks matter

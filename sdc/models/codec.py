@@ -81,12 +81,12 @@ class InferenceNet(torch.nn.Module):
 
     def __init__(self, tensors: dict[str, torch.Tensor], N: int, M: int, num_qualities: int,
                  g_s_res: tuple[int, ...] = (), bypass: bool = False, g_s_width: int | None = None,
-                 g_a_res: tuple[int, ...] = ()):
+                 g_a_res: tuple[int, ...] = (), g_s_pointwise: tuple[int, ...] = ()):
         super().__init__()
         self.N, self.M, self.num_qualities = N, M, num_qualities
-        transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width, g_a_res)
-        for name, stray in undeclared_blocks(tensors, g_a_res, g_s_res):
-            raise KeyError(f"{name} blocks after {stray} are not in the manifest's {name}_res")
+        transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width, g_a_res, g_s_pointwise)
+        for key, stray in undeclared_blocks(tensors, g_a_res, g_s_res, g_s_pointwise):
+            raise KeyError(f"{key[:3]} blocks after {stray} are not in the manifest's {key}")
         if has_bypass(tensors) and not bypass:
             raise KeyError("the weights have a patch bypass the manifest does not declare")
         for name in ("g_a", "g_s", "h_a"):
@@ -125,7 +125,8 @@ class SDCCodec:
         try:
             self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8),
                                     tuple(arch.get("g_s_res", ())), bool(arch.get("bypass", False)),
-                                    arch.get("g_s_width"), tuple(arch.get("g_a_res", ())))
+                                    arch.get("g_s_width"), tuple(arch.get("g_a_res", ())),
+                                    tuple(arch.get("g_s_pointwise", ())))
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
         self.tile_margin = tile_margin(tuple(arch.get("g_a_res", ())), tuple(arch.get("g_s_res", ())))

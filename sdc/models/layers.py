@@ -61,16 +61,19 @@ class FoldedGDN(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """x + conv3x3(LeakyReLU(conv3x3(x))), starting as the identity.
+    """x + conv(LeakyReLU(conv(x))) with k x k convolutions, starting as the identity.
 
+    kernel 3 is a residual block; kernel 1 a per-pixel MLP ("pointwise"), which
+    adds nonlinear capacity where a 3x3 block costs too much (at 1/2 of the
+    image's resolution in g_s, ~9x cheaper) and reaches no neighbouring pixel.
     The second convolution starts at zero, so a block added to trained
     weights changes nothing until training moves it (Net2Net-style growth).
     """
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, kernel: int = 3):
         super().__init__()
-        self.conv_a = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv_b = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv_a = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+        self.conv_b = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
         nn.init.zeros_(self.conv_b.weight)
         nn.init.zeros_(self.conv_b.bias)
 
@@ -89,27 +92,29 @@ G_S_SCALE = {1: 8, 3: 4, 5: 2}
 # Both plain transforms (4 stride-2 5x5 layers; GDN is per pixel) reach 30 image pixels.
 PLAIN_REACH_PX = 30
 # State-dict keys of those blocks start with these, followed by the block's
-# name (``g_s.r3.conv_a.weight``; a second block at 3 is ``g_s.r3_2``): see
-# :func:`block_names`.
+# name (``g_s.r3.conv_a.weight``; a second block at 3 is ``g_s.r3_2``; a
+# pointwise block at 5 is ``g_s.p5``): see :func:`block_names`.
 G_A_BLOCK_KEY = "g_a.r"
 G_S_BLOCK_KEY = "g_s.r"
+G_S_POINTWISE_KEY = "g_s.p"
 
 
-def block_names(res_after) -> list[tuple[int, str]]:
+def block_names(res_after, prefix: str = "r") -> list[tuple[int, str]]:
     """(position, child name) of the blocks at `res_after`, in order: the first at a
     position is ``r<position>`` (the name weights with one block per position use),
-    the k-th after it ``r<position>_<k>``."""
+    the k-th after it ``r<position>_<k>``; pointwise blocks (prefix "p") likewise."""
     seen: Counter = Counter()
     names = []
     for pos in sorted(res_after):
         seen[pos] += 1
-        names.append((pos, f"r{pos}" if seen[pos] == 1 else f"r{pos}_{seen[pos]}"))
+        names.append((pos, f"{prefix}{pos}" if seen[pos] == 1 else f"{prefix}{pos}_{seen[pos]}"))
     return names
 
 
 def reach_px(scale: dict[int, int], res_after) -> int:
     """Image pixels around a position that g_a (scale=G_A_SCALE) or g_s (G_S_SCALE) sees
-    with residual blocks at `res_after` (the patch bypass sees its own cell only)."""
+    with residual blocks at `res_after` (the patch bypass sees its own cell only, and
+    pointwise blocks their own pixel: neither adds reach)."""
     return PLAIN_REACH_PX + sum(2 * scale[p] for p in res_after)
 
 
@@ -128,9 +133,16 @@ def g_s_res_in(state) -> tuple[int, ...]:
     return _res_in(state, G_S_BLOCK_KEY)
 
 
-def undeclared_blocks(state, g_a_res, g_s_res) -> list[tuple[str, list[int]]]:
-    """(transform, positions) of the residual blocks a state dict holds beyond those declared."""
-    held = {"g_a": (g_a_res_in(state), g_a_res), "g_s": (g_s_res_in(state), g_s_res)}
+def g_s_pointwise_in(state) -> tuple[int, ...]:
+    """Positions of the g_s pointwise blocks a state dict (or weights file) holds, a position once per block."""
+    return _res_in(state, G_S_POINTWISE_KEY)
+
+
+def undeclared_blocks(state, g_a_res, g_s_res, g_s_pointwise=()) -> list[tuple[str, list[int]]]:
+    """(architecture key: g_a_res, g_s_res or g_s_pointwise, positions) of the blocks a state
+    dict holds beyond those declared."""
+    held = {"g_a_res": (g_a_res_in(state), g_a_res), "g_s_res": (g_s_res_in(state), g_s_res),
+            "g_s_pointwise": (g_s_pointwise_in(state), g_s_pointwise)}
     extra = {name: sorted((Counter(h) - Counter(d)).elements()) for name, (h, d) in held.items()}
     return [(name, positions) for name, positions in extra.items() if positions]
 
@@ -140,22 +152,25 @@ def g_s_width_in(state) -> int:
     return int(state["g_s.0.weight"].shape[1])
 
 
-def with_blocks(layers: list[nn.Module], channels: int, res_after: tuple[int, ...], what: str) -> list[tuple[str, nn.Module]]:
-    """compressai's layer list as named children, with residual blocks after the positions in `res_after`.
+def with_blocks(layers: list[nn.Module], channels: int, res_after: tuple[int, ...], what: str,
+                pointwise: tuple[int, ...] = ()) -> list[tuple[str, nn.Module]]:
+    """compressai's layer list as named children, with residual blocks after the positions in
+    `res_after` and pointwise blocks (after those) at the positions in `pointwise`.
 
     The blocks are named as :func:`block_names` says, so the compressai layers keep their
     keys (``g_s.0.weight`` ...) and weights without blocks still load.
     """
-    bad = sorted(set(res_after) - set(RES_POSITIONS))
-    if bad:
-        raise ValueError(f"{what} residual blocks go after positions {RES_POSITIONS}, not {bad}")
-    blocks_after: dict[int, list[str]] = {}
-    for pos, name in block_names(res_after):
-        blocks_after.setdefault(pos, []).append(name)
+    blocks_after: dict[int, list[tuple[str, int]]] = {}
+    for kind, positions, prefix, kernel in (("residual", res_after, "r", 3), ("pointwise", pointwise, "p", 1)):
+        bad = sorted(set(positions) - set(RES_POSITIONS))
+        if bad:
+            raise ValueError(f"{what} {kind} blocks go after positions {RES_POSITIONS}, not {bad}")
+        for pos, name in block_names(positions, prefix):
+            blocks_after.setdefault(pos, []).append((name, kernel))
     named: list[tuple[str, nn.Module]] = []
     for i, layer in enumerate(layers):
         named.append((str(i), layer))
-        named.extend((name, ResidualBlock(channels)) for name in blocks_after.get(i, ()))
+        named.extend((name, ResidualBlock(channels, kernel)) for name, kernel in blocks_after.get(i, ()))
     return named
 
 
@@ -165,10 +180,11 @@ def analysis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequent
     return nn.Sequential(OrderedDict(with_blocks(layers, N, tuple(res_after), "g_a")))
 
 
-def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = ()) -> nn.Sequential:
-    """compressai's g_s, with residual blocks after the inverse GDNs in `res_after`."""
+def synthesis(N: int, M: int, gdn, res_after: tuple[int, ...] = (), pointwise: tuple[int, ...] = ()) -> nn.Sequential:
+    """compressai's g_s, with residual blocks after the inverse GDNs in `res_after` and
+    pointwise blocks after those in `pointwise`."""
     layers = [deconv(M, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, N), gdn(N, True), deconv(N, 3)]
-    return nn.Sequential(OrderedDict(with_blocks(layers, N, tuple(res_after), "g_s")))
+    return nn.Sequential(OrderedDict(with_blocks(layers, N, tuple(res_after), "g_s", tuple(pointwise))))
 
 
 class Bypassed(nn.Sequential):
@@ -214,17 +230,19 @@ def has_bypass(state) -> bool:
 
 
 def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = (), bypass: bool = False,
-                     g_s_width: int | None = None, g_a_res: tuple[int, ...] = ()) -> dict[str, nn.Sequential]:
+                     g_s_width: int | None = None, g_a_res: tuple[int, ...] = (),
+                     g_s_pointwise: tuple[int, ...] = ()) -> dict[str, nn.Sequential]:
     """g_a, g_s, h_a, h_s as in compressai's MeanScaleHyperprior(N, M) (same keys).
 
     `gdn(channels, inverse)` builds the normalisation layers; `g_s_res` adds
-    residual blocks to g_s (see :func:`synthesis`), `g_a_res` to g_a; `bypass` adds a linear
+    residual blocks to g_s (see :func:`synthesis`), `g_a_res` to g_a, `g_s_pointwise`
+    pointwise (1x1) blocks to g_s; `bypass` adds a linear
     16x16 patch path to g_a and g_s (see :class:`Bypassed`); `g_s_width`
     (default N) is g_s's hidden width, which may exceed g_a's because decoding
     has time to spare where encoding has little (see sdc.models.widen_synthesis).
     """
     g_a = analysis(N, M, gdn, tuple(g_a_res))
-    g_s = synthesis(g_s_width or N, M, gdn, tuple(g_s_res))
+    g_s = synthesis(g_s_width or N, M, gdn, tuple(g_s_res), tuple(g_s_pointwise))
     if bypass:
         g_a = Bypassed(OrderedDict(list(g_a.named_children()) + [("bypass", patch_analysis(M))]))
         g_s = Bypassed(OrderedDict(list(g_s.named_children()) + [("bypass", patch_synthesis(M))]))

@@ -130,11 +130,12 @@ class SDCNet(nn.Module):
         g_s_width: hidden channels of g_s (default N).
         g_a_res: positions in g_a followed by a residual block (see
             :func:`sdc.models.layers.analysis`).
+        g_s_pointwise: positions in g_s followed by a pointwise (1x1) residual block.
     """
 
     def __init__(self, N: int = 64, M: int = 96, num_qualities: int = DEFAULT_NUM_QUALITIES, context_slices: int = 0,
                  context_hidden: int = 64, g_s_res: tuple[int, ...] = (), bypass: bool = False,
-                 g_s_width: int | None = None, g_a_res: tuple[int, ...] = ()):
+                 g_s_width: int | None = None, g_a_res: tuple[int, ...] = (), g_s_pointwise: tuple[int, ...] = ()):
         super().__init__()
         from compressai.entropy_models import EntropyBottleneck, GaussianConditional
         from compressai.models.google import get_scale_table
@@ -143,9 +144,9 @@ class SDCNet(nn.Module):
         self.lambdas = lambda_ladder(num_qualities)
         self.context_slices, self.context_hidden = context_slices, context_hidden
         self.g_s_res, self.bypass, self.g_s_width = tuple(g_s_res), bool(bypass), int(g_s_width or N)
-        self.g_a_res = tuple(g_a_res)
+        self.g_a_res, self.g_s_pointwise = tuple(g_a_res), tuple(g_s_pointwise)
         for name, module in build_transforms(N, M, trainable_gdn, self.g_s_res, self.bypass, self.g_s_width,
-                                             self.g_a_res).items():
+                                             self.g_a_res, self.g_s_pointwise).items():
             setattr(self, name, module)
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(None)
@@ -163,7 +164,8 @@ class SDCNet(nn.Module):
                    num_qualities=declared_num_qualities(config) or DEFAULT_NUM_QUALITIES,
                    context_slices=config.get("context_slices", 0),
                    g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)),
-                   g_s_width=config.get("g_s_width"), g_a_res=tuple(config.get("g_a_res") or ()))
+                   g_s_width=config.get("g_s_width"), g_a_res=tuple(config.get("g_a_res") or ()),
+                   g_s_pointwise=tuple(config.get("g_s_pointwise") or ()))
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

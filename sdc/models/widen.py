@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import g_a_res_in, g_s_res_in, g_s_width_in, has_bypass
+from sdc.models.layers import g_a_res_in, g_s_pointwise_in, g_s_res_in, g_s_width_in, has_bypass
 from sdc.models.network import SDCNet
 
 # New y channels start at this fraction of the old channels' RMS: big enough
@@ -63,7 +63,7 @@ def widen_state(state: dict[str, torch.Tensor], N: int, M: int, new_M: int, slic
     torch.manual_seed(seed)
     wide = SDCNet(N, new_M, num_qualities=state["log_gain"].shape[0], context_slices=new_slices,
                   g_s_res=g_s_res_in(state), bypass=has_bypass(state), g_s_width=g_s_width_in(state),
-                  g_a_res=g_a_res_in(state))
+                  g_a_res=g_a_res_in(state), g_s_pointwise=g_s_pointwise_in(state))
     out = {k: v.clone() for k, v in wide.state_dict().items()}
     old_ch, new_ch = list(range(M)), list(range(M, new_M))
 

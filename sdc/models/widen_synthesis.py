@@ -17,7 +17,7 @@ layer, appended last::
     g_s.2, g_s.4 (N'→N' deconv)    old block copied; inputs from new channels
                                    zero; new output columns random
     g_s.6        (N'→3 deconv)     inputs from new channels zero      ─► x̂ unchanged
-    g_s.r*       residual blocks   both convolutions grow the same way (inputs
+    g_s.r*, p*   residual blocks   both convolutions grow the same way (inputs
                                    from new channels zero), so old channels
                                    see exactly their old block
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import block_names, g_s_res_in, g_s_width_in, synthesis
+from sdc.models.layers import block_names, g_s_pointwise_in, g_s_res_in, g_s_width_in, synthesis
 from sdc.models.network import trainable_gdn
 
 # Hidden layers of g_s: (deconvolution, inverse GDN after it); g_s.6 maps to RGB.
@@ -67,7 +67,7 @@ def widen_synthesis_state(state: dict[str, torch.Tensor], new_width: int, seed: 
     torch.manual_seed(seed)
     # Only g_s changes: its fresh layers (compressai's start) are built alone; the bypass, if
     # any, is copied with everything else below.
-    g_s = synthesis(new_width, M, trainable_gdn, g_s_res_in(state))
+    g_s = synthesis(new_width, M, trainable_gdn, g_s_res_in(state), g_s_pointwise_in(state))
     fresh = {f"g_s.{k}": v for k, v in g_s.state_dict().items()}
     out = {k: (v.clone() if not k.startswith("g_s.") or k.startswith("g_s.bypass.") else fresh[k].clone())
            for k, v in state.items()}
@@ -89,7 +89,7 @@ def widen_synthesis_state(state: dict[str, torch.Tensor], new_width: int, seed: 
         for key in ("beta_reparam.pedestal", "beta_reparam.lower_bound.bound",
                     "gamma_reparam.pedestal", "gamma_reparam.lower_bound.bound"):
             out[f"{name}.{key}"] = state[f"{name}.{key}"].clone()
-    for _, block in block_names(g_s_res_in(state)):
+    for _, block in block_names(g_s_res_in(state)) + block_names(g_s_pointwise_in(state), "p"):
         for conv in ("conv_a", "conv_b"):
             key = f"g_s.{block}.{conv}"
             _grow_conv(out[f"{key}.weight"], state[f"{key}.weight"])
