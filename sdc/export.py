@@ -21,6 +21,7 @@ from sdc.levels import LEVELS
 from sdc.models.channel_context import IntegerChannelContext
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
+from sdc.models.layers import BLOCK_KEYS
 from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
 from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, trained_tensors
@@ -157,8 +158,8 @@ def main(argv=None) -> None:
                          "lambdas": [round(l, 8) for l in lambdas], "latent_stride": 16, "pad_multiple": PAD_MULTIPLE,
                          "context_slices": net.context_slices if net.context is not None else 0,
                          "context_hidden": net.context_hidden if net.context is not None else 0,
-                         "g_s_res": list(net.g_s_res), "bypass": net.bypass, "g_s_width": net.g_s_width,
-                         "g_a_res": list(net.g_a_res), "g_s_pointwise": list(net.g_s_pointwise),
+                         "bypass": net.bypass, "g_s_width": net.g_s_width,
+                         **{key: list(getattr(net, key)) for key in BLOCK_KEYS},
                          "entropy_coder": "constriction queue range coder, compressai 16-bit tables",
                          "hyper_synthesis": "integer fixed point (ACT_BITS=12)"},
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",

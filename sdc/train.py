@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import G_A_BLOCK_KEY, G_S_BLOCK_KEY, G_S_POINTWISE_KEY, g_s_width_in, has_bypass, undeclared_blocks
+from sdc.models.layers import (BLOCK_KEYS, G_A_BLOCK_KEY, G_S_BLOCK_KEY, G_S_POINTWISE_KEY, g_s_width_in, has_bypass,
+                               undeclared_blocks)
 from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
@@ -241,7 +242,9 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         state = widen_synthesis_state(state, net.g_s_width)
         print(f"g_s widened from {file_width} to {net.g_s_width} channels", flush=True)
     for key, dropped in undeclared_blocks(state, net.g_a_res, net.g_s_res, net.g_s_pointwise):
-        raise SystemExit(f"{path} has {key[:3]} blocks after {dropped}; keep them with --{key.replace('_', '-')}")
+        transform, kind = BLOCK_KEYS[key]
+        raise SystemExit(f"{path} has {transform} {kind} blocks after {dropped}; keep them with "
+                         f"--{key.replace('_', '-')}")
     if has_bypass(state) and not net.bypass:
         raise SystemExit(f"{path} has a patch bypass; keep it with --bypass")
     missing, unexpected = net.load_state_dict(state, strict=False)
@@ -266,12 +269,9 @@ def resolve_architecture(args, ckpt: dict | None) -> None:
     for key in DEFAULT_ARCH:
         if getattr(args, key) is None:
             setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
-    if args.g_s_res is None:
-        args.g_s_res = tuple(known.get("g_s_res", ()))
-    if args.g_a_res is None:
-        args.g_a_res = tuple(known.get("g_a_res", ()))
-    if args.g_s_pointwise is None:
-        args.g_s_pointwise = tuple(known.get("g_s_pointwise", ()))
+    for key in BLOCK_KEYS:
+        if getattr(args, key) is None:
+            setattr(args, key, tuple(known.get(key, ())))
     if args.bypass is None:
         args.bypass = bool(known.get("bypass", False))
     if args.g_s_width is None:
@@ -451,12 +451,11 @@ def main(argv=None) -> None:
         run_slices = ck.get("config", {}).get("context_slices", 0)
         if run_slices not in (0, args.context_slices):
             raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
-        for key in ("g_s_res", "g_a_res", "g_s_pointwise"):
+        for key, (transform, kind) in BLOCK_KEYS.items():
             run_res = tuple(ck.get("config", {}).get(key, ()))
             if run_res != getattr(args, key):
-                raise SystemExit(f"{ckpt_path} has {key[:3]} {'pointwise' if 'pointwise' in key else 'residual'} "
-                                 f"blocks after {list(run_res) or 'none'}; resume without --{key.replace('_', '-')} "
-                                 "(or start a new run with --init to add blocks)")
+                raise SystemExit(f"{ckpt_path} has {transform} {kind} blocks after {list(run_res) or 'none'}; resume "
+                                 f"without --{key.replace('_', '-')} (or start a new run with --init to add blocks)")
         if bool(ck.get("config", {}).get("bypass", False)) != args.bypass:
             raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
                              "--bypass/--no-bypass (or start a new run with --init to add one)")
@@ -503,8 +502,8 @@ def main(argv=None) -> None:
                        "crop": args.crop, "batch": args.batch,
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,
-                       "g_s_res": list(args.g_s_res), "bypass": args.bypass, "g_s_width": args.g_s_width,
-                       "g_a_res": list(args.g_a_res), "g_s_pointwise": list(args.g_s_pointwise)},
+                       "bypass": args.bypass, "g_s_width": args.g_s_width,
+                       **{key: list(getattr(args, key)) for key in BLOCK_KEYS}},
         }
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save(state, tmp)

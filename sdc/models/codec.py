@@ -24,8 +24,8 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.fast_layers import speed_up
 from sdc.models.latent_codec import GroupedLatentCodec
-from sdc.models.layers import (G_A_SCALE, G_S_SCALE, FoldedGDN, build_h_s, build_transforms, has_bypass, reach_px,
-                               undeclared_blocks)
+from sdc.models.layers import (BLOCK_KEYS, G_A_SCALE, G_S_SCALE, FoldedGDN, build_h_s, build_transforms, has_bypass,
+                               reach_px, undeclared_blocks)
 from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
@@ -86,7 +86,8 @@ class InferenceNet(torch.nn.Module):
         self.N, self.M, self.num_qualities = N, M, num_qualities
         transforms = build_transforms(N, M, FoldedGDN, g_s_res, bypass, g_s_width, g_a_res, g_s_pointwise)
         for key, stray in undeclared_blocks(tensors, g_a_res, g_s_res, g_s_pointwise):
-            raise KeyError(f"{key[:3]} blocks after {stray} are not in the manifest's {key}")
+            transform, kind = BLOCK_KEYS[key]
+            raise KeyError(f"{transform} {kind} blocks after {stray} are not in the manifest's {key}")
         if has_bypass(tensors) and not bypass:
             raise KeyError("the weights have a patch bypass the manifest does not declare")
         for name in ("g_a", "g_s", "h_a"):
@@ -122,14 +123,13 @@ class SDCCodec:
             tensors, manifest = load_weights(weights)
         self.manifest = manifest or {}
         arch = self.manifest.get("architecture", {})
+        blocks = {key: tuple(arch.get(key) or ()) for key in BLOCK_KEYS}
         try:
             self.net = InferenceNet(tensors, arch.get("N", 64), arch.get("M", 96), arch.get("num_qualities", 8),
-                                    tuple(arch.get("g_s_res", ())), bool(arch.get("bypass", False)),
-                                    arch.get("g_s_width"), tuple(arch.get("g_a_res", ())),
-                                    tuple(arch.get("g_s_pointwise", ())))
+                                    bypass=bool(arch.get("bypass", False)), g_s_width=arch.get("g_s_width"), **blocks)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise BadInputError(f"codec weights do not fit the architecture in their manifest ({exc})") from None
-        self.tile_margin = tile_margin(tuple(arch.get("g_a_res", ())), tuple(arch.get("g_s_res", ())))
+        self.tile_margin = tile_margin(blocks["g_a_res"], blocks["g_s_res"])  # pointwise blocks reach nothing
         try:
             self.latent = GroupedLatentCodec(tensors, int(arch.get("context_slices", 0)))
         except (KeyError, ValueError) as exc:

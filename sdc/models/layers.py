@@ -97,6 +97,10 @@ PLAIN_REACH_PX = 30
 G_A_BLOCK_KEY = "g_a.r"
 G_S_BLOCK_KEY = "g_s.r"
 G_S_POINTWISE_KEY = "g_s.p"
+# The architecture keys that place blocks, each with the transform and the kind
+# of block it places. The same names are used in manifests, checkpoint configs,
+# SDCNet's arguments and attributes, and sdc.train's options.
+BLOCK_KEYS = {"g_a_res": ("g_a", "residual"), "g_s_res": ("g_s", "residual"), "g_s_pointwise": ("g_s", "pointwise")}
 
 
 def block_names(res_after, prefix: str = "r") -> list[tuple[int, str]]:
@@ -139,8 +143,7 @@ def g_s_pointwise_in(state) -> tuple[int, ...]:
 
 
 def undeclared_blocks(state, g_a_res, g_s_res, g_s_pointwise=()) -> list[tuple[str, list[int]]]:
-    """(architecture key: g_a_res, g_s_res or g_s_pointwise, positions) of the blocks a state
-    dict holds beyond those declared."""
+    """(architecture key (BLOCK_KEYS), positions) of the blocks a state dict holds beyond those declared."""
     held = {"g_a_res": (g_a_res_in(state), g_a_res), "g_s_res": (g_s_res_in(state), g_s_res),
             "g_s_pointwise": (g_s_pointwise_in(state), g_s_pointwise)}
     extra = {name: sorted((Counter(h) - Counter(d)).elements()) for name, (h, d) in held.items()}

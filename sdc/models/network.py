@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdc.models.channel_context import ChannelContext
-from sdc.models.layers import build_transforms
+from sdc.models.layers import BLOCK_KEYS, build_transforms
 from sdc.models.weights import declared_num_qualities
 
 # Rate-distortion trade-offs of the qualities 1, 2, ...: loss = λ·255²·MSE + bpp,
@@ -163,9 +163,8 @@ class SDCNet(nn.Module):
         return cls(config.get("N", 64), config.get("M", 96),
                    num_qualities=declared_num_qualities(config) or DEFAULT_NUM_QUALITIES,
                    context_slices=config.get("context_slices", 0),
-                   g_s_res=tuple(config.get("g_s_res") or ()), bypass=bool(config.get("bypass", False)),
-                   g_s_width=config.get("g_s_width"), g_a_res=tuple(config.get("g_a_res") or ()),
-                   g_s_pointwise=tuple(config.get("g_s_pointwise") or ()))
+                   bypass=bool(config.get("bypass", False)), g_s_width=config.get("g_s_width"),
+                   **{key: tuple(config.get(key) or ()) for key in BLOCK_KEYS})
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
