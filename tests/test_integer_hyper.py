@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from sdc.models.integer_hyper import ACT_BITS, ACT_LIMIT, IntegerHyperSynthesis, scale_indexes, scale_thresholds
+from sdc.models.integer_hyper import (ACT_BITS, ACT_LIMIT, EXACT_LIMIT, WEIGHT_LIMIT, IntegerHyperSynthesis, _exact_conv,
+                                      _winograd_conv3x3, scale_indexes, scale_thresholds, winograd_bound, winograd_kernel)
 from sdc.models.layers import build_h_s
 
 
@@ -68,3 +70,41 @@ def test_scale_indexes_count_table_entries_below():
     th = scale_thresholds(table)
     scales = torch.tensor([0.0, 0.11, 0.12, 0.5, 0.6, 3.9, 100.0]) * 2**ACT_BITS
     assert scale_indexes(torch.round(scales), th).tolist() == [0, 0, 1, 2, 3, 4, 4]
+
+
+def test_winograd_is_the_same_integers_as_im2col_at_the_extremes():
+    """Activations at ±ACT_LIMIT, weights at ±WEIGHT_LIMIT, h_s's widest layer (288 channels
+    in, 384 out) and odd, single-row and single-column sizes: bit-identical to im2col."""
+    g = torch.Generator().manual_seed(0)
+    for c, o, h, w in [(288, 384, 6, 9), (192, 40, 1, 7), (16, 9, 5, 1), (3, 2, 1, 1)]:
+        x = torch.randint(-ACT_LIMIT, ACT_LIMIT + 1, (1, c, h, w), generator=g).double()
+        x[..., 0, 0] = ACT_LIMIT  # the largest magnitudes the bound allows for
+        k = torch.randint(-WEIGHT_LIMIT, WEIGHT_LIMIT + 1, (o, c, 3, 3), generator=g).double()
+        k[0] = WEIGHT_LIMIT
+        u = winograd_kernel(k)
+        assert winograd_bound(u, ACT_LIMIT) < EXACT_LIMIT / 2
+        assert torch.equal(_winograd_conv3x3(x, u), _exact_conv(x, k, 1, (1, 1, 1, 1))), (c, o, h, w)
+
+
+@pytest.mark.parametrize("path", ["float64 im2col", "int64 im2col"])
+def test_huge_hyperprior_input_leaves_winograd_and_stays_exact(monkeypatch, path):
+    """A hostile ẑ can be far beyond the activation range. Where Winograd's bound is not
+    met, that layer runs im2col (in float64 while its sums stay exact, else int64), and
+    h_s still equals the int64 reference."""
+    import sdc.models.integer_hyper as ih
+
+    torch.manual_seed(0)
+    tensors = IntegerHyperSynthesis.quantize(build_h_s(8, 12))
+    net = IntegerHyperSynthesis(tensors)
+    winograd_calls = []
+    monkeypatch.setattr(ih, "_winograd_conv3x3", lambda *a: winograd_calls.append(1) or _winograd_conv3x3(*a))
+    first = net.layers[0]
+    magnitude = int(EXACT_LIMIT / 4 / first["abs_row_sum"]) if path == "float64 im2col" else 2**40
+    assert winograd_bound(first["winograd"], magnitude) >= EXACT_LIMIT / 2
+    assert (first["abs_row_sum"] * magnitude < EXACT_LIMIT / 2) == (path == "float64 im2col")
+    rng = np.random.default_rng(2)
+    z = rng.integers(-magnitude, magnitude + 1, (8, 3, 4))
+    z[0, 0, 0] = magnitude
+    scales, means = net(torch.from_numpy(z.astype(np.float64))[None])
+    assert len(winograd_calls) == 2  # not the first layer; its outputs are clipped to ±ACT_LIMIT
+    assert np.array_equal(torch.cat([scales, means], 1)[0].numpy().astype(np.int64), reference_forward(tensors, z))
