@@ -146,8 +146,11 @@ def effort_output(default: Path, effort: int) -> Path:
 
 
 def write_json(path: Path, obj) -> None:
+    """Atomically, through a temporary file of this process's own: benchmarks run side by
+    side (rd.py at two efforts) both rewrite the baseline cache, and a shared temporary
+    name let one rename the other's file away."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n")
     tmp.replace(path)
 
