@@ -45,8 +45,10 @@ Z_TILE = 16
 Z_MARGIN = 3
 
 
-def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[int, int, int, int]) -> torch.Tensor:
-    """Convolution of integer-valued float64 tensors via im2col + matmul.
+def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[int, int, int, int],
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Convolution of integer-valued float64 tensors via im2col + matmul, the sums in
+    `dtype` (int64 for sums past float64's exact range); float64 result.
 
     x: (1, C, H, W); w: (O, C, k, k); padding: (left, right, top, bottom).
     """
@@ -54,8 +56,9 @@ def _exact_conv(x: torch.Tensor, w: torch.Tensor, stride: int, padding: tuple[in
     x = F.pad(x, padding)
     ho = (x.shape[-2] - k) // stride + 1
     wo = (x.shape[-1] - k) // stride + 1
-    cols = F.unfold(x, k, stride=stride)[0]  # (C·k·k, L)
-    return (w.reshape(w.shape[0], -1) @ cols).reshape(1, w.shape[0], ho, wo)
+    cols = F.unfold(x, k, stride=stride)[0].to(dtype)  # (C·k·k, L); |x| < 2^53, so exact
+    acc = w.reshape(w.shape[0], -1).to(dtype) @ cols
+    return acc.to(torch.float64).reshape(1, w.shape[0], ho, wo)
 
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016) with every transform scaled to
@@ -178,22 +181,23 @@ class IntegerHyperSynthesis:
         self.layers = []
         for i in range(3):
             p = f"{prefix}{i}."
-            kind, stride, pad, out_pad = (
-                ("deconv", 2, 2, 1) if i < 2 else ("conv", 1, 1, 0)
-            )
+            deconv = i < 2
             weight = tensors[p + "weight"].to(torch.float64)
+            # Both kinds are 3x3 stride-1 convolutions once a deconvolution is split
+            # into its phases (pixel-shuffled after), so both take the same paths.
+            kernel = subpixel_kernel(weight) if deconv else weight
+            winograd = winograd_kernel(kernel)
             self.layers.append(
                 {
-                    "kind": kind, "stride": stride, "pad": pad, "out_pad": out_pad,
-                    "weight": weight,
-                    "phases": subpixel_kernel(weight) if kind == "deconv" else None,
-                    # Both kinds are 3x3 stride-1 convolutions once a deconvolution is
-                    # split into its phases (_run), so both take the Winograd path.
-                    "winograd": winograd_kernel(subpixel_kernel(weight) if kind == "deconv" else weight),
-                    "abs_row_sum": float(weight.abs().sum((1, 2, 3)).max()),  # bounds a phase's sum too
+                    "deconv": deconv,
+                    "kernel": kernel,
+                    "winograd": winograd,
+                    # Largest sums per unit of input magnitude, for _conv3x3's choice.
+                    "winograd_gain": winograd_bound(winograd, 1.0),
+                    "abs_row_sum": float(kernel.abs().sum((1, 2, 3)).max()),
                     "bias": tensors[p + "bias"].to(torch.float64),
                     "shift": int(tensors[p + "shift"].item()),
-                    "leaky": i < 2,
+                    "leaky": deconv,
                 }
             )
 
@@ -246,20 +250,16 @@ class IntegerHyperSynthesis:
         sum is so large that the layer clips its output to ±ACT_LIMIT anyway.
         """
         x_max = float(x.abs().max()) if x.numel() else 0.0
-        if winograd_bound(layer["winograd"], x_max) < EXACT_LIMIT / 2:
+        if layer["winograd_gain"] * x_max < EXACT_LIMIT / 2:
             return _winograd_conv3x3(x, layer["winograd"])
-        w = layer["phases"] if layer["kind"] == "deconv" else layer["weight"]
-        if layer["abs_row_sum"] * x_max < EXACT_LIMIT / 2:
-            return _exact_conv(x, w, 1, (1, 1, 1, 1))
-        cols = F.unfold(F.pad(x, (1, 1, 1, 1)), 3)[0].to(torch.int64)  # |x| < 2^53: exact
-        acc = w.reshape(w.shape[0], -1).to(torch.int64) @ cols
-        return acc.to(torch.float64).reshape(1, w.shape[0], *x.shape[-2:])
+        exact_in_float64 = layer["abs_row_sum"] * x_max < EXACT_LIMIT / 2
+        return _exact_conv(x, layer["kernel"], 1, (1, 1, 1, 1), torch.float64 if exact_in_float64 else torch.int64)
 
     def _run(self, z_int: torch.Tensor) -> torch.Tensor:
         x = z_int.to(torch.float64)
         for layer in self.layers:
             acc = self._conv3x3(x, layer)
-            if layer["kind"] == "deconv":
+            if layer["deconv"]:
                 acc = F.pixel_shuffle(acc, 2)
             x = layer_output(acc.add_(layer["bias"].view(1, -1, 1, 1)), layer["shift"], layer["leaky"])
         return x
