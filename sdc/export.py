@@ -134,6 +134,7 @@ def main(argv=None) -> None:
         training = {
             "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
+            "crop_seed": cfg.get("seed", 0),
         }
         if args.init_manifest:
             before = json.loads(Path(args.init_manifest).read_text()).get("training")

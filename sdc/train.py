@@ -161,6 +161,18 @@ def manifest_beside(path: str) -> dict:
     return meta if meta.get("file") == Path(path).name else {}
 
 
+def continuation_seed(init_training: dict | None) -> int:
+    """Default crop-order seed of a new run: the lineage steps of the weights it starts from.
+
+    Crops are drawn from random.Random(seed * 1_000_003 + step) with step counted
+    from 0 in every run, so runs that all continued the shipped weights with one
+    fixed seed saw the same crops in the same order, session after session.
+    """
+    if not init_training:
+        return 0
+    return int(init_training.get("lineage_steps", init_training.get("steps", 0)))
+
+
 def _manifest_architecture(path: str) -> dict:
     return manifest_beside(path).get("architecture", {})
 
@@ -407,7 +419,9 @@ def main(argv=None) -> None:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the crop order (default: the run's; for a new run, the --init weights' lineage "
+                        "steps, so each continuation of the shipped weights sees new crops; else 0)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run the training forward through torch.compile (default): with fused Adam about 8%% "
                         "(1 thread) to 14%% (2 threads) less time per step, after a one-off compile of about "
@@ -478,6 +492,8 @@ def main(argv=None) -> None:
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         init_training = ck.get("config", {}).get("init_training")
+        if args.seed is None:
+            args.seed = ck.get("config", {}).get("seed", 0)
         print(f"resumed {ckpt_path} at step {step}", flush=True)
 
     train_images = load_images(Path(args.train), args.crop)
@@ -488,9 +504,12 @@ def main(argv=None) -> None:
         # What the --init weights had been trained for when this run started: the
         # file beside them may be replaced later (by this run's own export).
         init_training = manifest_beside(args.init).get("training") if args.init else None
+        if args.seed is None:
+            args.seed = continuation_seed(init_training)
         if args.init:
             sample = random_batch(train_images, 16, args.crop, random.Random(args.seed))
             init_weights(net, args.init, sample)
+    print(f"crop seed {args.seed}", flush=True)
     rng = random.Random(args.seed * 1_000_003 + step)
     torch.manual_seed(args.seed * 1_000_003 + step)
 
@@ -498,7 +517,7 @@ def main(argv=None) -> None:
         state = {
             "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
-            "config": {"N": args.N, "M": args.M, "init": args.init, "init_training": init_training,
+            "config": {"N": args.N, "M": args.M, "init": args.init, "init_training": init_training, "seed": args.seed,
                        "crop": args.crop, "batch": args.batch,
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,

@@ -69,6 +69,7 @@ def test_training_resumes_and_refuses_a_run_of_another_ladder(tmp_path, tiny_dat
     main(common + ["--steps", "2"])
     ck = torch.load(run / "ckpt.pt", weights_only=True)
     assert ck["step"] == 2 and ck["config"]["lambdas"] == pytest.approx(LAMBDAS)
+    assert ck["config"]["seed"] == 0  # no --init, no --seed
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2]
     assert all(math.isfinite(r["loss"]) and r["bpp"] > 0 for r in records if "loss" in r)
@@ -82,6 +83,33 @@ def test_training_resumes_and_refuses_a_run_of_another_ladder(tmp_path, tiny_dat
     torch.save(ck, run / "ckpt.pt")
     with pytest.raises(SystemExit, match="other λs"):
         main(common + ["--steps", "4"])
+
+
+def test_a_continuation_of_shipped_weights_draws_new_crops(tmp_path, tiny_data, one_thread):
+    """Each run counts steps from 0: with one fixed seed, every session's continuation of the
+    shipped weights would see the same crops. The default seed is the weights' lineage steps,
+    and a resumed run keeps the seed it started with."""
+    from sdc.train import main
+
+    weights = _write_weights(tmp_path / "w", SDCNet(), list(LAMBDAS))
+    manifest = tmp_path / "w" / "manifest.json"
+    meta = json.loads(manifest.read_text())
+    meta["training"] = {"steps": 40, "lineage_steps": 225079}
+    manifest.write_text(json.dumps(meta))
+    run = tmp_path / "run"
+    common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64",
+              "--batch", "2", "--threads", "1", "--val-every", "1000", "--no-compile", "--init", weights]
+    main(common + ["--steps", "1"])
+    assert torch.load(run / "ckpt.pt", weights_only=True)["config"]["seed"] == 225079
+
+    meta["training"]["lineage_steps"] = 7  # the file beside the weights changes (a later export): the run keeps its seed
+    manifest.write_text(json.dumps(meta))
+    main(common + ["--steps", "2"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["step"] == 2 and ck["config"]["seed"] == 225079
+
+    main(["--run", str(tmp_path / "run2")] + common[2:] + ["--steps", "1", "--seed", "5"])
+    assert torch.load(tmp_path / "run2" / "ckpt.pt", weights_only=True)["config"]["seed"] == 5
 
 
 def test_compile_failure_falls_back_to_eager_training(tmp_path, tiny_data, one_thread, monkeypatch, capsys):
