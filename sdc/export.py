@@ -24,7 +24,8 @@ from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
 from sdc.models.layers import BLOCK_KEYS
 from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.models.weights import save_weights
-from sdc.train import ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, manifest_beside, trained_tensors
+from sdc.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, lineage_steps, manifest_beside,
+                       trained_tensors)
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -51,7 +52,7 @@ def lineage(before: dict | None, steps: int, cpu_hours: float) -> dict:
     weights the run started from."""
     if not before:
         return {}
-    return {"lineage_steps": before.get("lineage_steps", before.get("steps", 0)) + steps,
+    return {"lineage_steps": lineage_steps(before) + steps,
             "lineage_cpu_hours": round(before.get("lineage_cpu_hours", before.get("cpu_hours", 0)) + cpu_hours, 2)}
 
 

@@ -161,16 +161,10 @@ def manifest_beside(path: str) -> dict:
     return meta if meta.get("file") == Path(path).name else {}
 
 
-def continuation_seed(init_training: dict | None) -> int:
-    """Default crop-order seed of a new run: the lineage steps of the weights it starts from.
-
-    Crops are drawn from random.Random(seed * 1_000_003 + step) with step counted
-    from 0 in every run, so runs that all continued the shipped weights with one
-    fixed seed saw the same crops in the same order, session after session.
-    """
-    if not init_training:
-        return 0
-    return int(init_training.get("lineage_steps", init_training.get("steps", 0)))
+def lineage_steps(training: dict | None) -> int:
+    """Steps behind weights, all runs since the warm start included, from their manifest's
+    training record (older manifests without a lineage: their own run's steps)."""
+    return int(training.get("lineage_steps", training.get("steps", 0))) if training else 0
 
 
 def _manifest_architecture(path: str) -> dict:
@@ -505,7 +499,10 @@ def main(argv=None) -> None:
         # file beside them may be replaced later (by this run's own export).
         init_training = manifest_beside(args.init).get("training") if args.init else None
         if args.seed is None:
-            args.seed = continuation_seed(init_training)
+            # Every run counts its steps from 0 and draws crops from Random(seed * 1_000_003 + step):
+            # with one fixed seed, each session's continuation of the shipped weights saw the same
+            # crops in the same order. Seeding by the steps behind the --init weights gives new ones.
+            args.seed = lineage_steps(init_training)
         if args.init:
             sample = random_batch(train_images, 16, args.crop, random.Random(args.seed))
             init_weights(net, args.init, sample)
