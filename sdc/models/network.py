@@ -73,31 +73,6 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return (torch.round(x) - x).detach() + x
 
 
-def rounded_z(bottleneck: nn.Module, z_gained: torch.Tensor) -> torch.Tensor:
-    """ẑ·gz as the coder makes it, round(z·gz − median) + median, with a straight-through gradient."""
-    medians = bottleneck._get_medians().reshape(1, -1, 1, 1)
-    return ste_round(z_gained - medians) + medians
-
-
-def bottleneck_likelihoods(bottleneck: nn.Module, z_hat: torch.Tensor) -> torch.Tensor:
-    """The factorized model's likelihoods of given ẑ·gz (compressai's EntropyBottleneck.forward
-    without its quantisation step, so gradients reach ẑ)."""
-    values = z_hat.transpose(0, 1).contiguous()
-    likelihood, _, _ = bottleneck._likelihood(values.reshape(values.shape[0], 1, -1))
-    if bottleneck.use_likelihood_bound:
-        likelihood = bottleneck.likelihood_lower_bound(likelihood)
-    return likelihood.reshape(values.shape).transpose(0, 1)
-
-
-def gaussian_likelihoods(conditional: nn.Module, y_hat: torch.Tensor, scales: torch.Tensor,
-                         means: torch.Tensor) -> torch.Tensor:
-    """The Gaussian conditional's likelihoods of given ŷ·g (its forward without quantising)."""
-    likelihood = conditional._likelihood(y_hat, scales, means)
-    if conditional.use_likelihood_bound:
-        likelihood = conditional.likelihood_lower_bound(likelihood)
-    return likelihood
-
-
 def initial_log_gains(num_qualities: int, M: int) -> torch.Tensor:
     """Gains start where high-rate theory puts them: step size ∝ 1/sqrt(λ)."""
     init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in lambda_ladder(num_qualities)])
@@ -181,11 +156,6 @@ class SDCNet(nn.Module):
         # Optional 1x1 channel-conditional context (sdc.models.channel_context).
         self.context = ChannelContext(M, context_slices, context_hidden) if context_slices > 1 else None
         self.register_buffer("coder_scale_table", get_scale_table(), persistent=False)
-        # False: the rate term in training mode comes from additive uniform noise (a smooth
-        # proxy that the whole network trains on). True: from the rounded symbols the coder
-        # really writes, with straight-through gradients; for tuning the encoder alone with
-        # everything the decoder uses frozen ("soft then hard", Guo et al. 2021).
-        self.rate_from_rounding = False
 
     @classmethod
     def from_config(cls, config: dict) -> "SDCNet":
@@ -210,11 +180,7 @@ class SDCNet(nn.Module):
         g, gi = self.gain_maps(qmap)
         gz = self.log_z_gain.exp()[qmap.flatten(1).amax(1)][:, :, None, None]
         z = self.h_a(y)
-        if self.rate_from_rounding:
-            z_hat = rounded_z(self.entropy_bottleneck, z * gz)
-            z_lik = bottleneck_likelihoods(self.entropy_bottleneck, z_hat)
-        else:
-            z_hat, z_lik = self.entropy_bottleneck(z * gz)
+        z_hat, z_lik = self.entropy_bottleneck(z * gz)
         scales, means = self.h_s(z_hat / gz).chunk(2, 1)
         scales_g, means_g = scales * g, means * g
         y_g = y * g
@@ -222,13 +188,10 @@ class SDCNet(nn.Module):
             means_g, scales_g, y_hat_g = self.context(y_g, means_g, scales_g, self.coder_scale_table, ste_round)
         else:
             y_hat_g = ste_round(y_g - means_g) + means_g
-        if self.rate_from_rounding:
-            y_lik = gaussian_likelihoods(self.gaussian_conditional, y_hat_g, scales_g, means_g)
-        else:
-            # Rate from additive noise, reconstruction from true rounding
-            # ("mixed quantization", Minnen & Singh 2020): the synthesis learns on
-            # the latents it will really get.
-            _, y_lik = self.gaussian_conditional(y_g, scales_g, means=means_g)
+        # Rate from additive noise, reconstruction from true rounding
+        # ("mixed quantization", Minnen & Singh 2020): the synthesis learns on
+        # the latents it will really get.
+        _, y_lik = self.gaussian_conditional(y_g, scales_g, means=means_g)
         y_hat = y_hat_g * gi
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
