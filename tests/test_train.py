@@ -153,3 +153,55 @@ def test_a_resumed_optimizer_keeps_the_fused_kernel():
     before = w.detach().clone()
     opt.step()
     assert torch.allclose(w.detach(), before - 1e-3, atol=1e-6)  # Adam's second step on a constant gradient
+
+
+def _bits(out) -> torch.Tensor:
+    return sum(-torch.log2(lik).sum() for lik in out["likelihoods"].values())
+
+
+def test_the_rounded_rate_is_the_coders_and_trains_the_encoder(shared):
+    """In training mode the rate of rounded symbols equals the evaluation (coder) rate, unlike
+    the noise proxy, and its straight-through gradient reaches the encoder."""
+    torch.manual_seed(0)
+    net = SDCNet(context_slices=4)
+    x = torch.from_numpy(load_rgb(shared / "data" / "val" / "wiki_001.png", (128, 128))).permute(2, 0, 1)[None] / 255.0
+    qmap = torch.full((1, 8, 8), 3)
+    with torch.no_grad():
+        coded = _bits(net.eval()(x, qmap))
+        net.train()
+        noisy = _bits(net(x, qmap))
+    net.rounding_tau = 0.0
+    out = net(x, qmap)
+    bits = _bits(out)
+    assert torch.allclose(bits, coded, rtol=1e-5) and not torch.allclose(noisy, coded, rtol=1e-3)
+    bits.backward()
+    assert net.g_a[0].weight.grad.abs().sum() > 0 and net.h_a[0].weight.grad.abs().sum() > 0
+
+    net.zero_grad()
+    net.rounding_tau = 0.2  # relaxed (SGA): near the coder's rate, and differentiable
+    relaxed = _bits(net(x, qmap))
+    assert abs(relaxed.item() / coded.item() - 1) < 0.1 and not torch.allclose(relaxed, coded, rtol=1e-5)
+    relaxed.backward()
+    assert net.g_a[0].weight.grad.abs().sum() > 0
+
+
+def test_an_encoder_only_stage_leaves_the_decoder_as_it_was(tmp_path, tiny_data, one_thread):
+    """--encoder-only changes g_a and h_a alone (so decoding is bit-exact as before), keeps the
+    stage when resumed and refuses to resume as a joint run."""
+    from sdc.train import ENCODER_PREFIXES, main
+
+    start = SDCNet()
+    weights = _write_weights(tmp_path / "w", start, list(LAMBDAS))
+    run = tmp_path / "run"
+    common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64", "--batch", "2",
+              "--threads", "1", "--val-every", "1000", "--no-compile", "--lr", "1e-3"]
+    main(common + ["--init", weights, "--encoder-only", "--steps", "2"])
+    main(common + ["--steps", "3"])
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    assert ck["step"] == 3 and ck["config"]["encoder_only"] is True
+    before = start.state_dict()
+    changed = {k for k, v in ck["model"].items() if k in before and not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(ENCODER_PREFIXES) for k in changed)
+    assert any(k.startswith("g_a.") for k in changed) and any(k.startswith("h_a.") for k in changed)
+    with pytest.raises(SystemExit, match="trains only the encoder"):
+        main(common + ["--steps", "4", "--no-encoder-only"])
