@@ -136,9 +136,6 @@ def main(argv=None) -> None:
             "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
             "crop_seed": cfg.get("seed", 0),
-            # joint: the whole network on the noisy-rate proxy; encoder: g_a and h_a alone on the
-            # rate of rounded symbols, the decoder frozen (sdc.train --encoder-only)
-            "stage": "encoder" if cfg.get("encoder_only") else "joint",
         }
         if args.init_manifest:
             before = json.loads(Path(args.init_manifest).read_text()).get("training")

@@ -93,27 +93,6 @@ def train_only_gains_from(net: SDCNet, first: int) -> None:
         getattr(net, name).register_hook(lambda grad: grad * rows.to(grad.dtype))
 
 
-# What the encoder alone computes: the decoder never runs them, so tuning them leaves the
-# decoder (and every decoder-side number: tables, integer h_s) exactly as it was.
-ENCODER_PREFIXES = ("g_a.", "h_a.")
-
-
-def train_only_encoder(net: SDCNet, tau: float) -> None:
-    """Freeze everything the decoder uses; rate and reconstruction from one rounding.
-
-    Joint training needs a smooth rate (additive noise), but the encoder it leaves
-    behind is tuned for that proxy, not for the rounded symbols the coder writes
-    (encoder-side refinement of the latent gains 6.5% at effort 2). With the
-    decoder fixed, g_a and h_a train on the rounded latents: relaxed by SGA at
-    temperature tau (the amortised form of that refinement), or hard with
-    straight-through gradients at tau 0 ("soft then hard", Guo et al. 2021).
-    Decoding stays bit-exact as it was.
-    """
-    for name, param in net.named_parameters():
-        param.requires_grad_(name.startswith(ENCODER_PREFIXES))
-    net.rounding_tau = tau
-
-
 def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor) -> tuple[torch.Tensor, dict]:
     """λ·255²·MSE + bpp, with λ taken per pixel from the quality map."""
     b, _, h, w = x.shape
@@ -391,12 +370,6 @@ def main(argv=None) -> None:
     p.add_argument("--gains-only-from", type=int, metavar="Q",
                    help="train only the gains of qualities Q.. on samples of those qualities, everything else "
                         "frozen (lower qualities keep their exact bytes): for qualities added with --num-qualities")
-    p.add_argument("--encoder-only", action=argparse.BooleanOptionalAction, default=None,
-                   help="train only g_a and h_a, on the rate of the rounded symbols, with everything the decoder "
-                        "uses frozen: a stage after joint training that leaves decoding bit-exact as it was "
-                        "(default: as the run has it, else off)")
-    p.add_argument("--sga-tau", type=float, default=0.2,
-                   help="with --encoder-only: temperature of the relaxed rounding (0: hard, straight-through)")
     p.add_argument("--context-slices", type=int,
                    help="channel slices of the 1x1 channel-conditional context, 0: none "
                    f"(default: as --N; else {DEFAULT_ARCH['context_slices']})")
@@ -467,8 +440,6 @@ def main(argv=None) -> None:
         if not 1 <= args.gains_only_from <= net.num_qualities:
             raise SystemExit(f"--gains-only-from {args.gains_only_from}: qualities are 1..{net.num_qualities}")
         lowest = args.gains_only_from - 1
-        if args.encoder_only:
-            raise SystemExit("--gains-only-from and --encoder-only train different parts; pick one")
     base_params, ctx_params, aux_params = parameter_groups(net)
     params = base_params + ctx_params
     opt = adam(base_params, args.lr)
@@ -515,13 +486,6 @@ def main(argv=None) -> None:
         step, cpu_used = ck["step"], ck.get("cpu_seconds", 0.0)
         args.init = ck.get("config", {}).get("init") or args.init  # keep the run's lineage in later checkpoints
         init_training = ck.get("config", {}).get("init_training")
-        run_encoder_only = bool(ck.get("config", {}).get("encoder_only", False))
-        if args.encoder_only is not None and args.encoder_only != run_encoder_only:
-            raise SystemExit(f"{ckpt_path} trains {'only the encoder' if run_encoder_only else 'the whole network'}; "
-                             "resume without --encoder-only/--no-encoder-only (or start a new run with --init)")
-        args.encoder_only = run_encoder_only
-        if run_encoder_only:
-            args.sga_tau = ck["config"].get("sga_tau", args.sga_tau)
         if args.seed is None:
             args.seed = ck.get("config", {}).get("seed", 0)
         print(f"resumed {ckpt_path} at step {step}", flush=True)
@@ -551,8 +515,7 @@ def main(argv=None) -> None:
             "model": net.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
             "step": step, "cpu_seconds": cpu_used + time.process_time() - cpu0,
             "config": {"N": args.N, "M": args.M, "init": args.init, "init_training": init_training, "seed": args.seed,
-                       "crop": args.crop, "batch": args.batch, "encoder_only": bool(args.encoder_only),
-                       "sga_tau": args.sga_tau if args.encoder_only else None,
+                       "crop": args.crop, "batch": args.batch,
                        "num_qualities": net.num_qualities, "lambdas": list(net.lambdas),
                        "context_slices": args.context_slices,
                        "bypass": args.bypass, "g_s_width": args.g_s_width,
@@ -580,8 +543,6 @@ def main(argv=None) -> None:
 
     if args.gains_only_from is not None:
         train_only_gains_from(net, lowest)
-    if args.encoder_only:
-        train_only_encoder(net, args.sga_tau)
     forward = CompiledForward(net) if args.compile else net
     acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "n": 0}
     with open(log_path, "a") as log:

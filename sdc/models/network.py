@@ -73,25 +73,6 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
     return (torch.round(x) - x).detach() + x
 
 
-def bottleneck_likelihoods(bottleneck: nn.Module, z_hat: torch.Tensor) -> torch.Tensor:
-    """The factorized model's likelihoods of given ẑ·gz (compressai's EntropyBottleneck.forward
-    without its quantisation step, so gradients reach ẑ)."""
-    values = z_hat.transpose(0, 1).contiguous()
-    likelihood, _, _ = bottleneck._likelihood(values.reshape(values.shape[0], 1, -1))
-    if bottleneck.use_likelihood_bound:
-        likelihood = bottleneck.likelihood_lower_bound(likelihood)
-    return likelihood.reshape(values.shape).transpose(0, 1)
-
-
-def gaussian_likelihoods(conditional: nn.Module, y_hat: torch.Tensor, scales: torch.Tensor,
-                         means: torch.Tensor) -> torch.Tensor:
-    """The Gaussian conditional's likelihoods of given ŷ·g (its forward without quantising)."""
-    likelihood = conditional._likelihood(y_hat, scales, means)
-    if conditional.use_likelihood_bound:
-        likelihood = conditional.likelihood_lower_bound(likelihood)
-    return likelihood
-
-
 def initial_log_gains(num_qualities: int, M: int) -> torch.Tensor:
     """Gains start where high-rate theory puts them: step size ∝ 1/sqrt(λ)."""
     init = torch.tensor([0.5 * math.log(lam / REFERENCE_LAMBDA) for lam in lambda_ladder(num_qualities)])
@@ -175,13 +156,6 @@ class SDCNet(nn.Module):
         # Optional 1x1 channel-conditional context (sdc.models.channel_context).
         self.context = ChannelContext(M, context_slices, context_hidden) if context_slices > 1 else None
         self.register_buffer("coder_scale_table", get_scale_table(), persistent=False)
-        # None: in training mode the rate comes from additive uniform noise (a smooth proxy
-        # that the whole network trains on). A number τ: the rate and the reconstruction
-        # both come from one rounding of the latents, relaxed by stochastic Gumbel annealing
-        # at temperature τ (sdc.models.refine.sga_round) or, at τ = 0, hard with
-        # straight-through gradients; for tuning the encoder alone with everything the
-        # decoder uses frozen (sdc.train --encoder-only).
-        self.rounding_tau: float | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> "SDCNet":
@@ -206,42 +180,21 @@ class SDCNet(nn.Module):
         g, gi = self.gain_maps(qmap)
         gz = self.log_z_gain.exp()[qmap.flatten(1).amax(1)][:, :, None, None]
         z = self.h_a(y)
-        quantize = self._rounding()
-        if quantize is not None:
-            medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-            z_hat = quantize(z * gz - medians) + medians
-            z_lik = bottleneck_likelihoods(self.entropy_bottleneck, z_hat)
-        else:
-            z_hat, z_lik = self.entropy_bottleneck(z * gz)
+        z_hat, z_lik = self.entropy_bottleneck(z * gz)
         scales, means = self.h_s(z_hat / gz).chunk(2, 1)
         scales_g, means_g = scales * g, means * g
         y_g = y * g
         if self.context is not None:
-            means_g, scales_g, y_hat_g = self.context(y_g, means_g, scales_g, self.coder_scale_table,
-                                                      quantize or ste_round)
+            means_g, scales_g, y_hat_g = self.context(y_g, means_g, scales_g, self.coder_scale_table, ste_round)
         else:
-            y_hat_g = (quantize or ste_round)(y_g - means_g) + means_g
-        if quantize is not None:
-            y_lik = gaussian_likelihoods(self.gaussian_conditional, y_hat_g, scales_g, means_g)
-        else:
-            # Rate from additive noise, reconstruction from true rounding
-            # ("mixed quantization", Minnen & Singh 2020): the synthesis learns on
-            # the latents it will really get.
-            _, y_lik = self.gaussian_conditional(y_g, scales_g, means=means_g)
+            y_hat_g = ste_round(y_g - means_g) + means_g
+        # Rate from additive noise, reconstruction from true rounding
+        # ("mixed quantization", Minnen & Singh 2020): the synthesis learns on
+        # the latents it will really get.
+        _, y_lik = self.gaussian_conditional(y_g, scales_g, means=means_g)
         y_hat = y_hat_g * gi
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}}
-
-    def _rounding(self):
-        """The rounding that gives both rate and reconstruction (see rounding_tau), or None
-        for the noise proxy; evaluation always rounds as the coder does."""
-        if self.rounding_tau is None or not self.training:
-            return None
-        if self.rounding_tau == 0:
-            return ste_round
-        from sdc.models.refine import sga_round  # lazily: refine imports this module
-
-        return lambda v: sga_round(v, self.rounding_tau, None)
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
