@@ -137,6 +137,9 @@ def main(argv=None) -> None:
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
             "crop_seed": cfg.get("seed", 0),
         }
+        if cfg.get("quality_balance"):  # the loss each quality's samples were weighted by (sdc.train --quality-balance)
+            training["quality_balance"] = cfg["quality_balance"]
+            training["quality_weights"] = [round(w, 4) for w in cfg["quality_weights"]]
         if args.init_manifest:
             before = json.loads(Path(args.init_manifest).read_text()).get("training")
         elif cfg.get("init_training") is not None:

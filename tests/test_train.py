@@ -153,3 +153,75 @@ def test_a_resumed_optimizer_keeps_the_fused_kernel():
     before = w.detach().clone()
     opt.step()
     assert torch.allclose(w.detach(), before - 1e-3, atol=1e-6)  # Adam's second step on a constant gradient
+
+
+def _fake_output(qmap_shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    b, h, w = qmap_shape
+    x = torch.rand(b, 3, 16 * h, 16 * w, generator=g)
+    out = {"x_hat": torch.rand(b, 3, 16 * h, 16 * w, generator=g),
+           "likelihoods": {"y": torch.rand(b, 8, h, w, generator=g).clamp_min(1e-3),
+                           "z": torch.rand(b, 5, max(h // 4, 1), max(w // 4, 1), generator=g).clamp_min(1e-3)}}
+    return x, out
+
+
+def test_quality_weights_scale_each_qualitys_distortion_and_bits():
+    from sdc.train import rd_loss
+
+    x, out = _fake_output((2, 4, 4))
+    qmap = torch.full((2, 4, 4), 2, dtype=torch.long)
+    plain, stats = rd_loss(out, x, qmap)
+    ones, ones_stats = rd_loss(out, x, qmap, torch.ones(8))
+    tripled, _ = rd_loss(out, x, qmap, torch.ones(8).index_fill(0, torch.tensor([2]), 3.0))
+    assert torch.allclose(ones, plain) and ones_stats == stats
+    assert torch.allclose(tripled, 3 * plain)
+
+    # Mixed map: a weight of 0 on quality 5 drops exactly its pixels' distortion and its
+    # positions' y bits; z's bits follow the image's top quality (here 5: dropped too).
+    qmap[0, :2] = 5
+    only_low = rd_loss(out, x, qmap, torch.ones(8).index_fill(0, torch.tensor([5]), 0.0))[0]
+    keep = (qmap != 5).float()
+    lam = LAMBDAS[2] * keep.repeat_interleave(16, 1).repeat_interleave(16, 2)[:, None]
+    pixels = x.shape[0] * x.shape[2] * x.shape[3]
+    y_bits = (-torch.log2(out["likelihoods"]["y"]).sum(1) * keep).sum()
+    z_bits = -torch.log2(out["likelihoods"]["z"][1]).sum()
+    expected = (lam * 255.0**2 * (out["x_hat"] - x).pow(2)).mean() + (y_bits + z_bits) / pixels
+    assert torch.allclose(only_low, expected, rtol=1e-5)
+
+
+def test_balanced_weights_even_out_the_qualities_losses():
+    from sdc.train import balanced_quality_weights
+
+    lambdas = LAMBDAS[:3]
+    val = {"q1": {"bpp": 0.1, "psnr": 24.0}, "q2": {"bpp": 0.3, "psnr": 28.0}, "q3": {"bpp": 0.9, "psnr": 32.0}}
+    losses = [val[f"q{q + 1}"]["bpp"] + lam * 255.0**2 * 10 ** (-val[f"q{q + 1}"]["psnr"] / 10)
+              for q, lam in enumerate(lambdas)]
+    full = balanced_quality_weights(val, lambdas, 1.0)
+    assert sum(full) == pytest.approx(3.0)
+    assert [w * loss for w, loss in zip(full, losses)] == pytest.approx([full[0] * losses[0]] * 3)
+    half = balanced_quality_weights(val, lambdas, 0.5)
+    assert full[0] > half[0] > 1.0 > half[2] > full[2]
+    assert balanced_quality_weights(val, lambdas, 0.0) == pytest.approx([1.0] * 3)
+
+
+def test_a_balanced_run_keeps_its_weights_when_resumed(tmp_path, tiny_data, one_thread):
+    from sdc.train import main
+
+    run = tmp_path / "run"
+    common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64",
+              "--batch", "2", "--threads", "1", "--val-every", "1000", "--no-compile"]
+    main(common + ["--steps", "1"])  # a new run is balanced by default
+    config = torch.load(run / "ckpt.pt", weights_only=True)["config"]
+    weights = config["quality_weights"]
+    assert config["quality_balance"] == 1.0 and len(weights) == len(LAMBDAS)
+    assert sum(weights) == pytest.approx(len(LAMBDAS)) and weights[0] > weights[-1]
+    main(common + ["--steps", "2"])  # resumed without the flag: the run's weights, not recomputed
+    config = torch.load(run / "ckpt.pt", weights_only=True)["config"]
+    assert config["quality_weights"] == weights and config["quality_balance"] == 1.0
+    with pytest.raises(SystemExit, match="quality-balance 1"):
+        main(common + ["--steps", "3", "--quality-balance", "0.5"])
+
+    plain = tmp_path / "plain"
+    main(["--run", str(plain)] + common[2:] + ["--steps", "1", "--quality-balance", "0"])
+    config = torch.load(plain / "ckpt.pt", weights_only=True)["config"]
+    assert config["quality_balance"] == 0.0 and config["quality_weights"] is None
