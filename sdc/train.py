@@ -457,6 +457,8 @@ def main(argv=None) -> None:
                         "(1 thread) to 14%% (2 threads) less time per step, after a one-off compile of about "
                         "90 s; --no-compile for runs of a few steps")
     args = p.parse_args(argv)
+    if args.quality_balance is not None and args.quality_balance < 0:
+        raise SystemExit(f"--quality-balance {args.quality_balance:g}: expected 0 (the plain sum) or more")
 
     torch.set_num_threads(args.threads)
     run = Path(args.run)

@@ -220,6 +220,8 @@ def test_a_balanced_run_keeps_its_weights_when_resumed(tmp_path, tiny_data, one_
     assert config["quality_weights"] == weights and config["quality_balance"] == 1.0
     with pytest.raises(SystemExit, match="quality-balance 1"):
         main(common + ["--steps", "3", "--quality-balance", "0.5"])
+    with pytest.raises(SystemExit, match="expected 0"):
+        main(["--run", str(tmp_path / "neg")] + common[2:] + ["--steps", "1", "--quality-balance", "-1"])
 
     plain = tmp_path / "plain"
     main(["--run", str(plain)] + common[2:] + ["--steps", "1", "--quality-balance", "0"])
