@@ -107,18 +107,17 @@ def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor,
     y_bits = -torch.log2(out["likelihoods"]["y"])
     z_bits = -torch.log2(out["likelihoods"]["z"])
     bpp = (y_bits.sum() + z_bits.sum()) / (b * h * w)
-    if quality_weights is None:
-        weighted_bits = y_bits.sum() + z_bits.sum()
-    else:
-        weight = quality_weights.to(x.dtype)[qmap]  # (B, h/16, w/16)
+    weighted_bpp = bpp
+    if quality_weights is not None:
+        table = quality_weights.to(x.dtype)
+        weight, z_weight = table[qmap], table[qmap.flatten(1).amax(1)]  # (B, h/16, w/16), (B,)
         lam = lam * weight
-        z_weight = quality_weights.to(x.dtype)[qmap.flatten(1).amax(1)]
-        weighted_bits = (y_bits.sum(1) * weight).sum() + (z_bits.flatten(1).sum(1) * z_weight).sum()
+        weighted_bpp = ((y_bits.sum(1) * weight).sum() + (z_bits.flatten(1).sum(1) * z_weight).sum()) / (b * h * w)
     lam = lam.repeat_interleave(LATENT_STRIDE, 1).repeat_interleave(LATENT_STRIDE, 2)[:, None]
     se = (out["x_hat"] - x).pow(2)
     distortion = (lam * 255.0**2 * se).mean()
     mse = se.mean()
-    return distortion + weighted_bits / (b * h * w), {"bpp": bpp.item(), "mse": mse.item()}
+    return distortion + weighted_bpp, {"bpp": bpp.item(), "mse": mse.item()}
 
 
 def balanced_quality_weights(val: dict, lambdas, alpha: float) -> list[float]:
@@ -126,7 +125,7 @@ def balanced_quality_weights(val: dict, lambdas, alpha: float) -> list[float]:
     from a validation table ({"q1": {"bpp", "psnr"}, ...}).
 
     Why: with one loss summed over qualities, a quality's pull on the shared
-    transforms grows with its loss, and L_q rises ~30x from q1 to q8, so the
+    transforms grows with its loss, and L_q rises ~29x from q1 to q8, so the
     transforms serve the top qualities first. BD-rate weighs every quality's
     *relative* rate alike; dividing by L_q (alpha 1) makes the training do so.
     """
