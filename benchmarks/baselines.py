@@ -7,6 +7,12 @@ nbytes is the size of what a decoder needs (the whole file / raw bitstream).
     webp  Pillow (libwebp), method=6 (same as cwebp -m 6); param = quality
     avif  Pillow (libavif + aom), 4:4:4, speed 4, full range; param = quality
     jxl   cjxl/djxl (libjxl), effort 7 (default); param = butteraugli distance
+    vvc   VVenC 1.9.1 (../shared/tools/vvenc/vvencFFapp) all-intra, preset medium,
+          constant QP, 8-bit 4:2:0; param = QP. RGB -> YCbCr 4:2:0 here (the same
+          full-range matrix; chroma by 2x2 means, back by bilinear upsampling),
+          the frame padded to multiples of 8 by edge copies. VVenC writes its
+          own reconstruction, so no VVC decoder is needed. The count is the
+          .266 bitstream.
     hevc  ffmpeg + libx265 intra, main 4:4:4 8-bit, preset veryslow, tune psnr,
           constant QP; param = QP. RGB -> YCbCr is done here (BT.601 full
           range, the JFIF matrix) so that both directions use the same exact
@@ -34,9 +40,11 @@ PARAMS: dict[str, list] = {
     "avif": [2, 5, 10, 20, 30, 40, 50, 60, 70, 80],
     "jxl": [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 25.0],
     "hevc": [20, 23, 26, 29, 32, 35, 38, 41, 44, 47, 50],
+    "vvc": [27, 32, 37, 42, 47, 52],
 }
 
-LABELS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL", "hevc": "HEVC intra (x265 4:4:4)"}
+LABELS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL", "hevc": "HEVC intra (x265 4:4:4)",
+          "vvc": "VVC intra (VVenC medium 4:2:0)"}
 
 # What each codec's numbers depend on besides the tool version; part of the cache key.
 CONFIG = {
@@ -44,6 +52,7 @@ CONFIG = {
     "webp": "pillow webp method=6",
     "avif": "pillow avif subsampling=4:4:4 speed=4 range=full max_threads=1",
     "jxl": "cjxl -e 7 -d <param>; djxl to png",
+    "vvc": "vvencFFapp 1.9.1 preset=medium IntraPeriod=1 qp=<param> yuv420p bt601-full(numpy) pad8-edge bilinear-chroma Threads=1; .266",
     "hevc": "ffmpeg libx265 yuv444p bt601-full(numpy) preset=veryslow tune=psnr qp=<param> keyint=1 info=0 pools=1 frame-threads=1; raw .hevc",
 }
 
@@ -125,7 +134,64 @@ def hevc(rgb, qp):
         return enc.stat().st_size, out
 
 
-CODECS = {"jpeg": jpeg, "webp": webp, "avif": avif, "jxl": jxl, "hevc": hevc}
+def vvenc_path() -> Path:
+    from common import SHARED
+
+    return SHARED / "tools" / "vvenc" / "vvencFFapp"
+
+
+def rgb_to_yuv420p(rgb: np.ndarray) -> bytes:
+    """Planar 8-bit Y, Cb, Cr (JFIF matrix), chroma as the mean of each 2x2 block; even sides."""
+    h, w = rgb.shape[:2]
+    ycc = rgb.astype(np.float64) @ _M.T + np.array([0, 128, 128])
+    c = ycc[:, :, 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
+    planes = [ycc[:, :, 0], c[:, :, 0], c[:, :, 1]]
+    return b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in planes)
+
+
+def _upsample2(c: np.ndarray) -> np.ndarray:
+    """Bilinear 2x upsampling with sample centres at (2i + 0.5): the inverse siting of 2x2 means."""
+    p = np.pad(c, 1, mode="edge")
+    out = np.empty((2 * c.shape[0], 2 * c.shape[1]))
+    for dy in (0, 1):
+        for dx in (0, 1):
+            ny, nx = (0, 2)[dy], (0, 2)[dx]  # the neighbour row/column on this phase's side
+            a = p[1:-1, 1:-1]
+            v = p[ny:ny + c.shape[0], 1:-1]
+            hz = p[1:-1, nx:nx + c.shape[1]]
+            d = p[ny:ny + c.shape[0], nx:nx + c.shape[1]]
+            out[dy::2, dx::2] = (9 * a + 3 * v + 3 * hz + d) / 16
+    return out
+
+
+def yuv420p_to_rgb(data: bytes, h: int, w: int) -> np.ndarray:
+    n, hc, wc = h * w, h // 2, w // 2
+    if len(data) != n + 2 * hc * wc:
+        raise RuntimeError(f"reconstruction is {len(data)} bytes, expected {n + 2 * hc * wc} for {w}x{h} yuv420p")
+    a = np.frombuffer(data, np.uint8).astype(np.float64)
+    y = a[:n].reshape(h, w)
+    cb = _upsample2(a[n:n + hc * wc].reshape(hc, wc))
+    cr = _upsample2(a[n + hc * wc:].reshape(hc, wc))
+    rgb = (np.stack([y, cb, cr], -1) - np.array([0, 128, 128])) @ _MI.T
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+
+
+def vvc(rgb, qp):
+    h, w = rgb.shape[:2]
+    h8, w8 = -(-h // 8) * 8, -(-w // 8) * 8
+    padded = np.pad(rgb, ((0, h8 - h), (0, w8 - w), (0, 0)), mode="edge")
+    with tempfile.TemporaryDirectory() as t:
+        src, enc, rec = Path(t, "in.yuv"), Path(t, "out.266"), Path(t, "rec.yuv")
+        src.write_bytes(rgb_to_yuv420p(padded))
+        _run([str(vvenc_path()), "-i", str(src), "--SourceWidth", str(w8), "--SourceHeight", str(h8), "-fr", "1",
+              "-f", "1", "--IntraPeriod", "1", "--InputBitDepth", "8", "--InternalBitDepth", "8",
+              "--OutputBitDepth", "8", "--preset", "medium", "-q", str(int(qp)), "-b", str(enc), "-o", str(rec),
+              "--Threads", "1", "--verbosity", "0"])
+        out = yuv420p_to_rgb(rec.read_bytes(), h8, w8)[:h, :w]
+        return enc.stat().st_size, np.ascontiguousarray(out)
+
+
+CODECS = {"jpeg": jpeg, "webp": webp, "avif": avif, "jxl": jxl, "hevc": hevc, "vvc": vvc}
 
 
 def available(name: str) -> str | None:
@@ -140,6 +206,8 @@ def available(name: str) -> str | None:
         missing = [t for t in ("cjxl", "djxl") if not shutil.which(t)]
         if missing:
             return f"{', '.join(missing)} not found (apt-get install libjxl-tools)"
+    if name == "vvc" and not vvenc_path().is_file():
+        return f"{vvenc_path()} not found (set SDC_SHARED)"
     if name == "hevc":
         if not shutil.which("ffmpeg"):
             return "ffmpeg not found (apt-get install ffmpeg)"
@@ -162,6 +230,10 @@ def tool_version(name: str) -> str:
         return f"Pillow {pil}, libavif {features.version('avif')} ({AvifImagePlugin._avif.codec_versions()})"
     if name == "jxl":
         return _run(["cjxl", "--version"]).stdout.splitlines()[0].strip()
+    if name == "vvc":
+        p = subprocess.run([str(vvenc_path()), "--version"], capture_output=True, text=True)
+        m = re.search(r"version (\d+\.\d+\.\d+)", p.stdout + p.stderr)
+        return f"VVenC {m.group(1) if m else 'unknown'}"
     if name == "hevc":
         ff = " ".join(_run(["ffmpeg", "-version"]).stdout.split()[:3])  # "ffmpeg version X"
         x265 = ""

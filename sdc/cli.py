@@ -383,16 +383,20 @@ def _run_batch(console, verb: str, inputs, outs, one) -> tuple[list[dict], int]:
               help="Output file, directory (ending in '/') for many inputs, or '-' for stdout. "
                    "Default: IN with the suffix .sdc (stdout for stdin).")
 @click.option("-q", "q", type=int, metavar="N", default=None,
-              help=f"Quality 1..N for every level (default {DEFAULT_QUALITY}).")
+              help=f"Quality 1..N (default {DEFAULT_QUALITY}): of every level, or with --task, as the task's "
+                   "preset spreads it over the levels and the background.")
 @click.option("--quality", "quality_spec", metavar="L1=7,other=2",
-              help="Quality per level, overriding -q.")
+              help="Quality per level by hand, over -q; turns the task's preset off.")
 @click.option("--levels", "levels_spec", default="all", show_default=True, metavar="L1,L2|all",
               help="Keep only these levels' substreams.")
 @click.option("--regions", "regions", metavar="FILE",
               help="Use these regions instead of running the analyzer: sdc analysis JSON "
                    "(from 'sdc analyze') or COCO-style annotations (boxes, polygons, RLE).")
 @click.option("--analyzer", default="auto", show_default=True, help="Analyzer to run (see sdc analyze).")
-@click.option("--task", metavar="TEXT", help="What the decoded image is for, e.g. 'count the cars'.")
+@click.option("--task", metavar="TEXT",
+              help="What the decoded image is for: 'object detection', 'classification', 'segmentation', "
+                   "or any text such as 'count the cars' (coded as for detection). Picks the labels to find "
+                   "and how to code them (README, 'Coding for a task').")
 @_lmm_options
 @click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
 @click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..4",
@@ -408,6 +412,7 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
            effort, force, quiet, max_pixels):
     """Encode images (PNG, JPEG, ...) into .sdc files."""
     qualities = _parse_qualities(q, quality_spec)
+    by_hand = quality_spec is not None or not task
     keep = _parse_level_option(levels_spec, "--levels")
     outs = _plan_outputs(inputs, output, ".sdc", force)
     regions_json = None
@@ -446,7 +451,8 @@ def encode(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task
 
             name = None if src == STDIO else Path(src).name
             analysis = load_regions(regions_json, image.width, image.height, file_name=name)
-        result = pipeline.encode_image(np.asarray(image), qualities=qualities, keep_levels=keep,
+        quality = {"qualities": qualities} if by_hand else {"q": qualities["L1"]}
+        result = pipeline.encode_image(np.asarray(image), **quality, keep_levels=keep,
                                        analysis=analysis, analyzer=analyzer, task=task,
                                        analysis_config=analysis_config,
                                        include_meta=not no_meta, effort=effort)

@@ -78,11 +78,17 @@ def _analyze_or_fallback(image, analyzer: str, task: str | None, config: dict | 
                         task=task, warnings=[f"analysis failed ({msg}); coded without regions (all 'other')"])
 
 
-def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tuple[str, ...] = LEVELS,
-                 analysis=None, analyzer: str = "auto", task: str | None = None,
-                 analysis_config: dict | None = None, include_meta: bool = True, effort: int = 1) -> EncodeResult:
+def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, int] | None = None,
+                 keep_levels: tuple[str, ...] = LEVELS, analysis=None, analyzer: str = "auto",
+                 task: str | None = None, analysis_config: dict | None = None, include_meta: bool = True,
+                 effort: int = 1, preset=None) -> EncodeResult:
     """Analyse (unless `analysis` is given), code and pack one RGB uint8 image.
 
+    q: one quality for the whole file. With a `task` (or an explicit `preset`,
+    :mod:`sdc.task_coding`) the task's preset turns q into each level's quality,
+    decides what becomes of the background and draws the objects' regions.
+    qualities: each level's quality by hand instead (then no preset applies;
+    the task still steers the analysis).
     effort: 1 codes g_a's latent as it is; 2 and 3 refine it first
     (:data:`sdc.models.refine.EFFORT_STEPS`), slower and smaller at the same quality.
     """
@@ -91,28 +97,56 @@ def encode_image(rgb: np.ndarray, *, qualities: dict[str, int], keep_levels: tup
     from sdc.models.network import latent_shape
 
     t0 = time.perf_counter()
-    qualities = check_qualities(qualities, _codec().num_qualities)
+    codec = _codec()
+    if qualities is not None and q is not None:
+        raise UsageError("give one quality (q) or each level's qualities, not both")
+    if qualities is None:
+        q = DEFAULT_QUALITY if q is None else int(q)
+        check_qualities({"L1": q}, codec.num_qualities)
+        if preset is None:
+            from sdc.task_coding import preset_for
+
+            preset = preset_for(task)
+    else:
+        preset = None
     steps = refine_steps(effort)
     height, width = rgb.shape[:2]
     if analysis is None:
-        analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, analysis_config)
+        config = analysis_config
+        if preset is not None and preset.boxes:  # the preset codes boxes: no mask worth computing
+            config = {"masks": "box", **(analysis_config or {})}
+        analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, config)
     t1 = time.perf_counter()
-    group_map = analysis.group_map(*latent_shape(height, width))
-    codec = _codec()
-    coded = codec.encode(rgb, group_map, qualities, levels=keep_levels, **steps)
+    grid = latent_shape(height, width)
+    if preset is None:
+        qualities = check_qualities(qualities if qualities is not None else {lv: q for lv in LEVELS},
+                                    codec.num_qualities)
+        group_map, coded_levels, flat = analysis.group_map(*grid), LEVELS, False
+    else:
+        from sdc.task_coding import shape_regions
+
+        group_map = shape_regions(analysis, preset).group_map(*grid)
+        qualities = preset.qualities(q, codec.num_qualities)
+        coded_levels, flat = preset.levels(), preset.background == "drop"
+        if not (levels_with_cells(group_map) & set(coded_levels)):
+            # Nothing found that the task needs: the analyzer may have missed it, so
+            # the whole image is coded rather than nothing.
+            qualities["other"], coded_levels, flat = max(qualities.values()), LEVELS, False
+    keep = tuple(lv for lv in coded_levels if lv in keep_levels)
+    coded = codec.encode(rgb, group_map, qualities, levels=keep, flat_hyperprior=flat, **steps)
     t2 = time.perf_counter()
     # A level without a single cell in the region map has nothing to code: it is
-    # left out of the file and of levels_written (12 index bytes each, 1-2% of a
-    # q1 file), and readers then neither decode nor report it missing.
+    # left out of the file and of levels_written (readers then neither decode nor
+    # report it missing), as is a level the task's preset does not code.
     owned = levels_with_cells(coded.group_map)
-    coded_levels = tuple(lv for lv in LEVELS if lv in owned)
+    written = tuple(lv for lv in coded_levels if lv in owned)
     sdc = SdcFile(
         header=SdcHeader(width=width, height=height, codec_id=codec.codec_id, qualities=qualities),
         region_map=coded.group_map,
         hyperprior=coded.hyperprior,
-        levels={lv: data for lv, data in coded.groups.items() if lv in coded_levels},
+        levels={lv: data for lv, data in coded.groups.items() if lv in written},
         metadata=analysis.metadata() if include_meta else None,
-        missing_levels=tuple(lv for lv in coded_levels if lv not in keep_levels),
+        missing_levels=tuple(lv for lv in written if lv not in keep),
     )
     data = write_sdc(sdc)
     t3 = time.perf_counter()

@@ -56,6 +56,8 @@ BUILTIN_TASKS: dict[str, list[str]] = {
 TASK_ALIASES: dict[str, str] = {
     "coco": "coco", "coco detection": "coco", "detection": "coco", "object detection": "coco",
     "detect objects": "coco", "objects": "coco",
+    "classification": "coco", "image classification": "coco", "classify": "coco", "recognition": "coco",
+    "segmentation": "coco", "semantic segmentation": "coco", "instance segmentation": "coco",
     "people": "people", "person": "people", "persons": "people", "faces": "people", "face": "people",
     "people and faces": "people", "person detection": "people", "face detection": "people",
     "vehicles": "vehicles", "vehicle": "vehicles", "cars": "vehicles", "traffic": "vehicles",

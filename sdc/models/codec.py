@@ -190,11 +190,33 @@ class SDCCodec:
         self.net.requires_grad_(False)
         return LatentRefiner(self.net.g_s, context, tensors["gaussian_conditional.scale_table"], hyper)
 
+    @staticmethod
+    def hyperprior_support(group_map: np.ndarray, levels: Sequence[str], reach: int = 1) -> np.ndarray:
+        """(hz, wz) bool: the z cells within `reach` z cells of a position of one of `levels`.
+
+        A z cell covers 4x4 latent positions; h_s sees about one z cell around each
+        position, so z beyond that reach only shapes the prediction of positions
+        that are not coded."""
+        idx = [LEVELS.index(lv) for lv in levels]
+        h, w = group_map.shape
+        cells = np.isin(group_map, idx).reshape(h // 4, 4, w // 4, 4).any(axis=(1, 3))
+        padded = np.pad(cells, reach)
+        out = np.zeros_like(cells)
+        for dy in range(2 * reach + 1):
+            for dx in range(2 * reach + 1):
+                out |= padded[dy:dy + cells.shape[0], dx:dx + cells.shape[1]]
+        return out
+
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, group_map: np.ndarray, qualities: dict[str, int],
                levels: tuple[str, ...] = LEVELS, refine_steps: int | Sequence[int] = 0,
-               joint_steps: int = 0) -> CodedImage:
+               joint_steps: int = 0, flat_hyperprior: bool = False) -> CodedImage:
         """rgb: (H, W, 3) uint8; group_map: latent-resolution LEVELS indexes.
+
+        flat_hyperprior: code ẑ as its median (symbol 0, nearly free) outside
+        :meth:`hyperprior_support` of `levels`; positions of other levels then decode
+        to a flat prediction instead of a blurred picture. The file format is the
+        same: this only chooses the symbols.
 
         joint_steps, refine_steps: steps of encoder-side refinement (:mod:`sdc.models.refine`)
         of ẑ and y together (only when the latent fits one refinement tile), then of y
@@ -215,7 +237,14 @@ class SDCCodec:
         qz = self._z_quality(gmap, qmap)
         gains = self.latent.gains(qmap)
         y_gained = y[0].double() * gains
-        hyper, z_symbols = self.latent.encode_z(z, qz)
+        z_support = self.hyperprior_support(gmap, levels) if flat_hyperprior else None
+
+        def code_z(symbols: np.ndarray) -> tuple[bytes, np.ndarray]:
+            if z_support is not None:
+                symbols = np.where(z_support, symbols, 0)
+            return self.latent.encode_z_symbols(symbols)
+
+        hyper, z_symbols = code_z(torch.round(self.latent.z_unrounded(z, qz)).to(torch.int64).numpy())
         hp = self.latent.hyper_params(z_symbols, qz, qmap)
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         plain = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
@@ -238,7 +267,7 @@ class SDCCodec:
             y_joint, z_joint = self.refiner.refine_jointly(
                 x[0], y_gained, self.latent.z_unrounded(z, qz), self.latent.z_gain(qz), gains,
                 inv_gain, qmap, height, width, joint_steps)
-            hyper_joint, z_joint = self.latent.encode_z_symbols(z_joint.numpy())
+            hyper_joint, z_joint = code_z(z_joint.numpy())
             hp_joint = self.latent.hyper_params(z_joint, qz, qmap)
             candidates += y_refined(hyper_joint, hp_joint, y_joint) or [coded(hyper_joint, hp_joint, y_joint)]
         # Refinement descends a relaxed objective and can end above where it

@@ -149,10 +149,6 @@ class GroupedLatentCodec:
         """z·g_z − median: the ẑ symbols before rounding."""
         return z.double() * self.z_gain(qz).view(-1, 1, 1) - self.z_median.view(-1, 1, 1)
 
-    def encode_z(self, z: torch.Tensor, qz: int) -> tuple[bytes, np.ndarray]:
-        """z: (N, hz, wz) float, ungained. Returns the HYPR substream and its symbols."""
-        return self.encode_z_symbols(torch.round(self.z_unrounded(z, qz)).to(torch.int64).numpy())
-
     def encode_z_symbols(self, sym: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The HYPR substream of (N, hz, wz) ẑ symbols (clipped to the format's bound), and the symbols."""
         sym = np.clip(sym, -Z_SYMBOL_LIMIT, Z_SYMBOL_LIMIT)
