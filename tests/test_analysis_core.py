@@ -205,6 +205,21 @@ def test_heuristic_ranker_orders_people_over_regions():
     assert objs[2].level == "L1" and objs[0].level != "L1"
 
 
+def test_heuristic_ranker_keeps_l1_for_people_text_vehicles_and_animals():
+    big = (120, 90, 520, 390)  # large and central: only the label decides
+    labels = ["person", "face", "text", "car", "dog", "dining table", "chair", "salient region"]
+    objs = [obj(i, big, "L3", label=lab, score=0.9) for i, lab in enumerate(labels)]
+    heuristic_rank(objs, 640, 480)
+    assert [o.level for o in objs] == ["L1"] * 5 + ["L2"] * 3
+    # a small, doubtful car stays below L1
+    faint = [obj(0, (600, 10, 630, 30), "L3", label="car", score=0.2)]
+    heuristic_rank(faint, 640, 480)
+    assert faint[0].level == "L3"
+    # the COCO task ("object detection") lifts the chair; a face is not a COCO class
+    heuristic_rank(objs, 640, 480, task_labels=tasks.BUILTIN_TASKS["coco"])
+    assert objs[6].level == "L1" and objs[1].level == "L2" and objs[7].level == "L2"
+
+
 # -------------------------------------------------------------- config
 def test_config_file_env_and_argument(tmp_path, monkeypatch):
     p = tmp_path / "c.toml"

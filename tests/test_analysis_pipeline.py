@@ -1,4 +1,4 @@
-"""analyze(): the offline default, user detectors (Darknet on the shared Yolo-Fastest, ONNX), auto choice."""
+"""analyze(): the offline default (see also test_offline_detector.py), user detectors (Darknet on the shared Yolo-Fastest, ONNX), auto choice."""
 from __future__ import annotations
 
 import json
@@ -47,10 +47,14 @@ def test_offline_default_is_fast_deterministic_and_complete():
     dt = time.process_time() - t
     b = analyze(img, analyzer="offline")
     assert a.to_json() == b.to_json()
-    assert a.analyzer == "offline(haar+ppocr+saliency)/grabcut/heuristic"
-    assert dt < 1.0, f"offline analysis took {dt:.2f} CPU s"  # ~0.3 CPU s (benchmarks/results)
+    assert a.analyzer == "offline(yolo-fastest-1.1-xl+haar+ppocr)/box/heuristic"
+    assert dt < 1.0, f"offline analysis took {dt:.2f} CPU s"  # ~0.2 CPU s (benchmarks/results)
     assert a.objects and all(o.level in ("L1", "L2", "L3") for o in a.objects)
     assert all(o.reason for o in a.objects)
+    # the shipped COCO detector finds each annotated person
+    people = [o.box for o in a.objects if o.label == "person"]
+    for g in gt_boxes("000000000113.jpg", "person"):
+        assert max(iou(g, p) for p in people) > 0.5
     # both faces are found, inside the annotated people, and ranked L1
     faces = [o for o in a.objects if o.label == "face"]
     people = gt_boxes("000000000113.jpg", "person")
@@ -108,8 +112,11 @@ def test_darknet_task_keeps_task_labels_only():
     assert none.objects == [] and none.warnings == []
 
 
-def test_darknet_grabcut_masks_stay_inside_boxes():
-    a = analyze(coco_image("000000000036.jpg"), analyzer="darknet", config=DARKNET)
+def test_darknet_boxes_by_default_grabcut_masks_stay_inside_boxes():
+    img = coco_image("000000000036.jpg")
+    boxes = analyze(img, analyzer="darknet", config=DARKNET)
+    assert boxes.analyzer.endswith("/box/heuristic") and all(o.mask is None for o in boxes.objects)
+    a = analyze(img, analyzer="darknet", config={**DARKNET, "masks": "grabcut"})
     assert a.analyzer.endswith("/grabcut/heuristic")
     person = next(o for o in a.objects if o.label == "person")
     assert person.mask is not None
@@ -205,7 +212,8 @@ def test_explicit_big_model_without_weights_is_a_clear_error():
 
 def test_analysis_file_round_trip_through_json(tmp_path):
     img = coco_image("000000000036.jpg")
-    a = analyze(img, analyzer="darknet", config=DARKNET)
+    a = analyze(img, analyzer="darknet", config={**DARKNET, "masks": "grabcut"})
+    assert any(o.mask is not None for o in a.objects)  # masks go through RLE
     p = tmp_path / "regions.json"
     p.write_text(json.dumps(a.to_json()))
     from sdc.analysis import load_regions

@@ -11,6 +11,14 @@ The config file is TOML: `$SDC_CONFIG`, else `$XDG_CONFIG_HOME/sdc/config.toml`
     lmm_base_url = "http://127.0.0.1:8000/v1"
     lmm_model = "Qwen/Qwen2.5-VL-7B-Instruct"
 
+    # what the offline analyzer and a user's Darknet/ONNX detector draw
+    detector_threshold = 0.1          # unset: 0.15 for the shipped detector, 0.3 for a user's
+    detector_input_size = 320
+    box_margin = 0.15                 # grow each box by 15% of its width (height) on each side,
+    box_margin_px = 8                 # and by at least 8 px
+    masks = "box"
+    offline_saliency = "fallback"     # salient regions only when the COCO detector finds nothing
+
 Environment: SDC_ANALYZER, SDC_LMM_BASE_URL (or OPENAI_BASE_URL), SDC_LMM_MODEL,
 SDC_LMM_API_KEY (or OPENAI_API_KEY), SDC_LMM_TIMEOUT, SDC_VLM_MODEL,
 SDC_GROUNDING_MODEL, SDC_SAM_CHECKPOINT, SDC_ALLOW_DOWNLOAD.
@@ -32,7 +40,10 @@ from sdc.errors import UsageError
 
 DEFAULTS: dict = {
     "analyzer": "auto",
-    # masks: auto (SAM when its weights are present, else grabcut), box, grabcut, sam, sam-hf
+    # masks: auto, box, grabcut, sam, sam-hf. auto: SAM when a big-model pipeline runs and
+    # SAM's weights are present, GrabCut for its boxes when they are not, and the box itself
+    # for a detector's boxes (offline, darknet, onnx): task models need the context around
+    # an object, and on coco128 GrabCut masks cover 84% of the objects where boxes cover 93%.
     "masks": "auto",
     # ranker: auto (an LMM when one is configured/present, else heuristic), heuristic, openai, vlm
     "ranker": "auto",
@@ -54,13 +65,23 @@ DEFAULTS: dict = {
     "detector_weights": None,  # Darknet .weights
     "detector_onnx": None,  # ONNX detector (YOLO-style output)
     "detector_names": None,  # class names, one per line
-    "detector_input_size": 320,
-    "detector_threshold": 0.3,
+    "detector_input_size": 320,  # square input side in pixels, a multiple of 32
+    # score threshold; None: the detector's own (offline.COCO_THRESHOLD for the shipped one, 0.3 for a user's)
+    "detector_threshold": None,
+    # every object's box grows by max(box_margin * its width, box_margin_px) on the left and
+    # right (height: top and bottom), clipped to the image, before masks are made
+    "box_margin": 0.0,
+    "box_margin_px": 0.0,
+    # salient regions in the offline analyzer: "fallback" (only when the COCO detector finds
+    # nothing), "always", "off"
+    "offline_saliency": "fallback",
     "max_objects": 40,
     "allow_download": False,  # let transformers fetch weights from the Hugging Face hub
     "trust_remote_code": False,  # pass trust_remote_code=True to transformers (only when asked)
     "device": "cpu",
 }
+
+OFFLINE_SALIENCY = ("fallback", "always", "off")
 
 # Vision-language models `ranker = "auto"` uses when one is in the Hugging Face cache
 # and no vlm_model is configured (first found wins).
@@ -131,7 +152,10 @@ def resolve_config(config: dict | None = None, *, read_file: bool = True) -> dic
         cfg.update({k: v for k, v in config.items() if v is not None})
     for key in ("allow_download", "trust_remote_code"):
         cfg[key] = _bool(cfg.get(key))
-    for key in ("lmm_timeout", "box_threshold", "text_threshold", "detector_threshold"):
+    for key in ("lmm_timeout", "box_threshold", "text_threshold", "detector_threshold", "box_margin",
+                "box_margin_px"):
+        if key == "detector_threshold" and cfg[key] is None:
+            continue
         try:
             cfg[key] = float(cfg[key])
         except (TypeError, ValueError):
@@ -141,7 +165,23 @@ def resolve_config(config: dict | None = None, *, read_file: bool = True) -> dic
             cfg[key] = int(cfg[key])
         except (TypeError, ValueError):
             raise UsageError(f"analysis setting {key} must be an integer, got {cfg[key]!r}") from None
+    _check_ranges(cfg)
     return cfg
+
+
+def _check_ranges(cfg: dict) -> None:
+    t = cfg["detector_threshold"]
+    if t is not None and not 0.0 < t < 1.0:
+        raise UsageError(f"analysis setting detector_threshold must be between 0 and 1, got {t}")
+    size = cfg["detector_input_size"]
+    if size < 32 or size % 32:
+        raise UsageError(f"analysis setting detector_input_size must be a multiple of 32, got {size}")
+    for key in ("box_margin", "box_margin_px"):
+        if not 0.0 <= cfg[key] < float("inf"):
+            raise UsageError(f"analysis setting {key} must be a non-negative number, got {cfg[key]}")
+    if cfg["offline_saliency"] not in OFFLINE_SALIENCY:
+        raise UsageError(f"analysis setting offline_saliency must be one of {', '.join(OFFLINE_SALIENCY)}, "
+                         f"got {cfg['offline_saliency']!r}")
 
 
 def hf_cache_dir() -> Path:

@@ -9,10 +9,14 @@ Both expect YOLO-style outputs:
   in input pixels or relative (<= 1.5 everywhere).
 The image is resized (not letterboxed) to the square input size; boxes are
 kept above `threshold` and de-duplicated per class by NMS (IoU 0.45).
+
+The package's own COCO detector (offline.coco_detector) is a DarknetDetector
+built from the hash-checked bytes in sdc/analysis/data/.
 """
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -21,6 +25,9 @@ from sdc.errors import UsageError
 from .tasks import canonical_label
 
 Detection = tuple[str, tuple[float, float, float, float], float]
+
+# Score threshold of a user's detector when detector_threshold is not set.
+USER_THRESHOLD = 0.3
 
 
 def read_names(path: str | None, n_classes: int | None = None) -> list[str]:
@@ -52,23 +59,63 @@ def _nms(rows: list[tuple[int, float, list[float]]], iou: float = 0.45) -> list[
     return out
 
 
+def with_score_floor(cfg_text: str, threshold: float) -> str:
+    """The Darknet .cfg text with `thresh` of every [yolo] and [region] layer set to `threshold`.
+
+    OpenCV's importer zeroes the class scores below that layer setting (0.2 when
+    the .cfg has none), so without this a threshold under 0.2 finds nothing more."""
+    out, in_output_layer = [], False
+    for line in cfg_text.splitlines():
+        section = re.fullmatch(r"\s*\[(\w+)\]\s*", line)
+        if section:
+            in_output_layer = section.group(1) in ("yolo", "region")
+            out.append(line)
+            if in_output_layer:
+                out.append(f"thresh={threshold:.6g}")
+            continue
+        if in_output_layer and re.match(r"\s*thresh\s*=", line):
+            continue  # the last `thresh` of a section wins in OpenCV: keep only ours
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    if not path or not os.path.isfile(path):
+        raise UsageError(f"{what} file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} file {path}: {e.strerror}") from None
+
+
 class DarknetDetector:
-    def __init__(self, cfg: str, weights: str, names: str, input_size: int = 320,
-                 threshold: float = 0.3):
+    """A Darknet YOLO model (.cfg text, .weights bytes, class names) run by OpenCV's dnn module."""
+
+    def __init__(self, cfg: bytes, weights: bytes, names: list[str], name: str, input_size: int = 320,
+                 threshold: float = USER_THRESHOLD):
         import cv2
 
-        for p, what in ((cfg, "Darknet .cfg"), (weights, "Darknet .weights")):
-            if not p or not os.path.isfile(p):
-                raise UsageError(f"{what} file not found: {p}")
-        try:
-            self.net = cv2.dnn.readNetFromDarknet(cfg, weights)
-        except cv2.error as e:
-            raise UsageError(f"OpenCV cannot load the Darknet model {cfg}: {str(e).strip()[:200]}") from None
-        self.names = read_names(names)
+        self.names = list(names)
         self.size = int(input_size)
         self.threshold = float(threshold)
+        self.name = name
+        text = with_score_floor(cfg.decode("utf-8", errors="replace"), self.threshold)
+        try:
+            self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(text.encode("utf-8"), np.uint8),
+                                                  np.frombuffer(weights, np.uint8))
+        except cv2.error as e:
+            raise UsageError(f"OpenCV cannot load the Darknet model {name}: {str(e).strip()[:200]}") from None
         self.out_names = self.net.getUnconnectedOutLayersNames()
-        self.name = f"darknet({os.path.basename(weights)})"
+
+    @classmethod
+    def from_files(cls, cfg: str, weights: str, names: str, input_size: int = 320,
+                   threshold: float = USER_THRESHOLD) -> "DarknetDetector":
+        """A detector the user brings: paths of the .cfg, .weights and class-names files."""
+        cfg_bytes = _read_bytes(cfg, "Darknet .cfg")
+        weights_bytes = _read_bytes(weights, "Darknet .weights")
+        return cls(cfg_bytes, weights_bytes, read_names(names), f"darknet({os.path.basename(weights)})",
+                   input_size, threshold)
 
     def detect(self, rgb: np.ndarray) -> list[Detection]:
         import cv2
@@ -83,7 +130,8 @@ class DarknetDetector:
             scores = o[:, 5:]
             cls = scores.argmax(axis=1)
             conf = scores[np.arange(len(o)), cls]
-            for r, c, s in zip(o[conf > self.threshold], cls[conf > self.threshold], conf[conf > self.threshold]):
+            keep = conf > self.threshold
+            for r, c, s in zip(o[keep], cls[keep], conf[keep]):
                 cx, cy, bw, bh = r[0] * w, r[1] * h, r[2] * w, r[3] * h
                 rows.append((int(c), float(s), [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]))
         return [(self._label(c), tuple(b), s) for c, s, b in _nms(rows)]
@@ -93,7 +141,7 @@ class DarknetDetector:
 
 
 class OnnxDetector:
-    def __init__(self, path: str, names: str, input_size: int = 640, threshold: float = 0.3):
+    def __init__(self, path: str, names: str, input_size: int = 640, threshold: float = USER_THRESHOLD):
         if not path or not os.path.isfile(path):
             raise UsageError(f"ONNX detector file not found: {path}")
         self.names = read_names(names)

@@ -1,4 +1,4 @@
-"""Offline masks: the box itself, or GrabCut inside the box.
+"""Offline regions: boxes grown by a margin, the box itself, or GrabCut inside the box.
 
 SAM backends live in sam.py (imported only when selected).
 """
@@ -6,10 +6,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import DetectedObject, box_pixel_range
+from .core import DetectedObject, box_pixel_range, clip_box
 
 # Labels whose region is the box itself (GrabCut has nothing to separate).
 BOX_ONLY_LABELS = {"text"}
+
+
+def grow_box(box, margin: float, margin_px: float, width: int, height: int) -> tuple[float, float, float, float]:
+    """`box` grown by max(margin * its width, margin_px) on the left and right and
+    max(margin * its height, margin_px) on the top and bottom, clipped to the image."""
+    if margin <= 0 and margin_px <= 0:
+        return box
+    x0, y0, x1, y1 = box
+    dx = max(margin * (x1 - x0), margin_px)
+    dy = max(margin * (y1 - y0), margin_px)
+    return clip_box((x0 - dx, y0 - dy, x1 + dx, y1 + dy), width, height)
 
 
 def grabcut_mask(rgb: np.ndarray, box, max_side: int = 128, iters: int = 1,

@@ -10,16 +10,20 @@ Two rankers:
   prior       label prior (LABEL_PRIORS: people, faces and text 1.0; vehicles
               and animals 0.8; other known things 0.6; salient regions 0.35;
               unknown labels 0.5). With task labels, a label in the task's
-              list gets at least 0.9 and one outside it is multiplied by 0.6.
+              list gets at least 0.9 and one outside it is multiplied by 0.5.
   size        min(1, 2 * sqrt(box area / image area)): an object filling a
               quarter of the image counts fully.
   centrality  1 - distance of the box centre from the image centre,
               divided by the half-diagonal.
   confidence  the detector's score.
 
-  L1 when importance >= 0.62, L2 when >= 0.45, else L3. Regions of unknown
-  content (GENERIC_LABELS: "salient region", "object") are L2 at most. The
-  reason line gives the four terms.
+  L1 when importance >= 0.62, L2 when >= 0.45, else L3. L1 is kept for what
+  machines most often look for: a label whose prior (after the task's
+  adjustment) is below 0.8 is L2 at most: without a task, everyday objects
+  (a table, a chair, a cup) never reach L1 however large they are, while
+  people, faces, text, vehicles and animals can; with a task, only the task's
+  labels can. Regions of unknown content (GENERIC_LABELS: "salient region",
+  "object") are L2 at most too. The reason line gives the four terms.
 
 - the LMM ranker (SDComp's two prompts): `caption` asks for a short and a
   long caption (and the kinds of objects present, used to query grounding
@@ -53,6 +57,7 @@ for _lab in BUILTIN_TASKS["coco"]:
 UNKNOWN_PRIOR = 0.5
 GENERIC_LABELS = {"salient region", "object"}
 L1_MIN, L2_MIN = 0.62, 0.45
+L1_PRIOR_MIN = 0.8  # a lower prior caps the level at L2
 
 
 def heuristic_importance(o: DetectedObject, width: int, height: int,
@@ -69,7 +74,7 @@ def heuristic_importance(o: DetectedObject, width: int, height: int,
     centrality = max(0.0, 1.0 - math.hypot(cx, cy) / math.hypot(0.5, 0.5))
     conf = min(1.0, max(0.0, float(o.score)))
     imp = 0.45 * prior + 0.20 * size + 0.15 * centrality + 0.20 * conf
-    if (task_labels and label not in wanted) or label in GENERIC_LABELS:
+    if prior < L1_PRIOR_MIN or label in GENERIC_LABELS:
         imp = min(imp, L1_MIN - 0.01)
     reason = (f"heuristic: prior {prior:.2f} ({label}), area {100 * frac:.0f}%, "
               f"centrality {centrality:.2f}, confidence {conf:.2f} -> {imp:.2f}")
