@@ -247,7 +247,7 @@ def run_atheris(args, stats: Stats) -> None:
             return atheris.Mutate(data, max_size)
         pool = SEEDS
         try:
-            sdcfuzz.chunks(data)
+            sdcfuzz.split(data)
             if rng.random() < 0.7 and len(data) > 40:
                 pool = sdcfuzz.Seeds({"current": data})
         except Exception:  # noqa: BLE001 - not a well-formed file: mutate a seed instead

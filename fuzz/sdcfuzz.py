@@ -4,8 +4,8 @@ Used by fuzz/run.py (the long runs) and tests/test_fuzz.py (a short run).
 
 Seeds are real .sdc files, encoded at start-up with the loaded codec from
 crops of samples/astronaut.png (so their codec id matches and the mutated
-substreams reach the entropy decoders). A mutator turns (seed files, a
-random.Random) into one input; strategies:
+substreams reach the entropy decoders), in format 2.0 and one in 1.0. A
+mutator turns (seed files, a random.Random) into one input; strategies:
 
 container level (CRCs left as they are, so most are caught by a CRC):
     flip, byteset, insert, delete, truncate (a byte prefix of a real file),
@@ -18,9 +18,11 @@ META parsers and the entropy decoders):
     payload (flip/byteset/insert/delete/truncate/replace/empty/extend one
     chunk: META, RMAP, HYPR or a level), swap (exchange two substreams),
     transplant (a substream from another seed file), regionmap (a valid random
-    region map, so the groups no longer match their substreams), qualities
-    (1..255), resize (another image size of the same or another grid, with a
-    valid region map of the new grid), stack (2-4 of these in a row)
+    region map in either encoding, so the groups no longer match their
+    substreams), metadata (valid random metadata: in and out of the binary
+    schema, table and literal labels, long text), qualities (1..255), resize
+    (another image size of the same or another grid, with a valid region map
+    of the new grid), stack (2-4 of these in a row)
 
 Targets: `reader` runs read_header, read_sdc, describe_sdc and truncate_sdc
 (and reads back what truncate_sdc wrote); `frontend` runs
@@ -88,36 +90,115 @@ def make_seeds() -> dict[str, bytes]:
     seeds["64x48_dropped_to_L1"] = truncate_sdc(seeds["64x48_all_levels"], ("L1",))
     seeds["16x16_background"] = encode_image(_crop(rgb, 0, 0, 16, 16), qualities={lv: 2 for lv in LEVEL_NAMES},
                                              analysis=seed_analysis(16, 16, levels=(), meta_text="x" * 200)).data
+    seeds["64x48_all_levels_v1"] = as_format_1(seeds["64x48_all_levels"])
     return seeds
 
 
+def as_format_1(data: bytes) -> bytes:
+    """The same file in format 1.0 (which stores the whole 8-byte codec id)."""
+    from sdc.bitstream import read_sdc, write_sdc
+    from sdc.models.codec import default_codec
+
+    f = read_sdc(data)
+    f.header.codec_id = default_codec().codec_id
+    return write_sdc(f, version=1)
+
+
 # ----------------------------------------------------------------------------- container surgery
+# From spec/FORMAT.md, independently of sdc.bitstream. A file is split into a dict of
+# header fields and [(chunk, payload)]: chunk is a known chunk's name, or the type
+# code of any other chunk (4 letters in format 1, one byte in format 2).
+KNOWN = ("META", "RMAP", "HYPR", "L1", "L2", "L3", "other")  # format 2: bit i of the chunk set
+V1_TYPES = dict(zip(KNOWN, (b"META", b"RMAP", b"HYPR", b"LVL1", b"LVL2", b"LVL3", b"OTHR")))
+V1_NAMES = {t: n for n, t in V1_TYPES.items()}
+
+
 def header_length(data: bytes) -> int:
     return struct.unpack_from(">H", data, 10)[0]
 
 
-def chunks(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """(fixed 36 header bytes, [(type, payload)]) of a well-formed complete file."""
-    count = data[34]
-    out, off = [], header_length(data)
-    for i in range(count):
-        ctype, length, _ = struct.unpack_from(">4sII", data, 36 + 12 * i)
-        out.append((ctype, data[off:off + length]))
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[pos]
+        value |= (b & 0x7F) << shift
+        pos += 1
+        if b < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def split(data: bytes) -> tuple[dict, list[tuple[str | bytes, bytes]]]:
+    """(header fields, [(chunk, payload)]) of a well-formed complete file."""
+    head = {"major": data[8], "minor": data[9]}
+    lengths = []
+    if head["major"] == 1:
+        (head["width"], head["height"], head["codec_id"], head["qualities"], head["written"], _, count,
+         _) = struct.unpack_from(">II8s4sBBBB", data, 12)
+        for i in range(count):
+            ctype, length, _ = struct.unpack_from(">4sII", data, 36 + 12 * i)
+            lengths.append((V1_NAMES.get(ctype, ctype), length))
+    else:
+        head["width"], pos = _varint(data, 12)
+        head["height"], pos = _varint(data, pos)
+        head["codec_id"], head["qualities"] = data[pos:pos + 4], data[pos + 4:pos + 8]
+        head["written"], present = data[pos + 8], data[pos + 9]
+        pos += 10
+        for name in (name for i, name in enumerate(KNOWN) if present >> i & 1):
+            length, pos = _varint(data, pos)
+            lengths.append((name, length))
+            pos += 4
+        if present & 0x80:  # extra chunks: a count, then type, length, crc each
+            count, pos = data[pos], pos + 1
+            for _ in range(count):
+                code = data[pos:pos + 1]
+                length, pos = _varint(data, pos + 1)
+                lengths.append((code, length))
+                pos += 4
+    parts, off = [], header_length(data)
+    for code, length in lengths:
+        parts.append((code, data[off:off + length]))
         off += length
-    return data[:36], out
+    return head, parts
 
 
-def assemble(fixed: bytes, parts: list[tuple[bytes, bytes]]) -> bytes:
+def assemble(head: dict, parts: list[tuple[str | bytes, bytes]]) -> bytes:
     """A file with these chunks and valid lengths and CRCs (header CRC too)."""
     from sdc.bitstream import crc32c
 
-    head = bytearray(fixed[:36])
-    head[34] = len(parts)
-    struct.pack_into(">H", head, 10, 36 + 12 * len(parts) + 4)
-    for ctype, body in parts:
-        head += struct.pack(">4sII", ctype, len(body), crc32c(body))
-    head += struct.pack(">I", crc32c(bytes(head)))
-    return bytes(head) + b"".join(body for _, body in parts)
+    if head["major"] == 1:
+        hl = 36 + 12 * len(parts) + 4
+        out = bytearray(struct.pack(">8sBBHII8s4sBBBB", MAGIC, 1, head["minor"], hl, head["width"], head["height"],
+                                    head["codec_id"], head["qualities"], head["written"], 0, len(parts), 0))
+        for code, body in parts:
+            out += struct.pack(">4sII", V1_TYPES.get(code, code), len(body), crc32c(body))
+    else:
+        known = [(c, b) for c, b in parts if isinstance(c, str)]
+        extras = [(c, b) for c, b in parts if not isinstance(c, str)]
+        body = bytearray()
+        _put_varint(body, head["width"])
+        _put_varint(body, head["height"])
+        body += head["codec_id"][:4] + head["qualities"] + bytes([head["written"]])
+        body.append(sum(1 << KNOWN.index(c) for c, _ in known) | (0x80 if extras else 0))
+        for _, payload in known:
+            _put_varint(body, len(payload))
+            body += struct.pack(">I", crc32c(payload))
+        if extras:
+            body.append(len(extras))
+        for code, payload in extras:
+            body += code
+            _put_varint(body, len(payload))
+            body += struct.pack(">I", crc32c(payload))
+        out = bytearray(struct.pack(">8sBBH", MAGIC, 2, head["minor"], 12 + len(body) + 4)) + body
+    out += struct.pack(">I", crc32c(bytes(out)))
+    return bytes(out) + b"".join(body for _, body in parts)
 
 
 def refresh_header_crc(data: bytes) -> bytes:
@@ -184,7 +265,7 @@ class Seeds:
 
     def __post_init__(self):
         self.names = sorted(self.files)
-        self.parsed = {k: chunks(v) for k, v in self.files.items()}
+        self.parsed = {k: split(v) for k, v in self.files.items()}
 
     def pick(self, rng: random.Random) -> tuple[str, bytes]:
         name = rng.choice(self.names)
@@ -203,8 +284,17 @@ def _random_map(rng: random.Random, h: int, w: int) -> np.ndarray:
     return m
 
 
-def _with(fixed: bytes, parts, ctype: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
-    return [(t, body if t == ctype else b) for t, b in parts]
+def _with(parts, chunk: str, body: bytes) -> list[tuple[str | bytes, bytes]]:
+    return [(c, body if c == chunk else b) for c, b in parts]
+
+
+def _region_map_payload(rng: random.Random, head: dict, h: int, w: int) -> bytes:
+    from sdc.bitstream.regionmap import encode_region_map
+
+    m = _random_map(rng, h, w)
+    if head["major"] == 1:
+        return encode_region_map(m, version=1)
+    return encode_region_map(m, encoding=rng.choice((None, 1, 2)))  # the writer's choice, or either
 
 
 def s_flip(rng, seeds):
@@ -243,90 +333,132 @@ def s_random(rng, seeds):
 
 
 def s_header(rng, seeds):
-    _, data = seeds.pick(rng)
+    name, data = seeds.pick(rng)
     hl = header_length(data)
     buf = bytearray(data)
     for _ in range(rng.randint(1, 3)):
         i = rng.randrange(8, hl - 4)
         buf[i] = rng.choice(INTERESTING) if rng.random() < 0.4 else (
             buf[i] ^ (1 << rng.randrange(8)) if rng.random() < 0.5 else rng.randrange(256))
-    if rng.random() < 0.2:  # a plausible chunk type from the known ones, or an ancillary one
-        e = 36 + 12 * rng.randrange(data[34])
-        buf[e:e + 4] = rng.choice((b"META", b"RMAP", b"HYPR", b"LVL1", b"LVL2", b"LVL3", b"OTHR", b"xtra", b"ZZZZ"))
+    if rng.random() < 0.2:  # a plausible chunk type from the known ones, or an ancillary or unknown one
+        head, parts = seeds.parsed[name]
+        parts = list(parts)
+        if head["major"] == 1:
+            i = rng.randrange(len(parts))
+            parts[i] = (rng.choice((*KNOWN, b"xtra", b"ZZZZ")), parts[i][1])
+        else:
+            parts.append((bytes([rng.choice((0x00, 0x05, 0x7F, 0x80, 0x85, 0xFF))]), rng.randbytes(rng.randint(0, 8))))
+        return assemble(head, parts)
     return refresh_header_crc(bytes(buf))
 
 
 def s_payload(rng, seeds):
     name, _ = seeds.pick(rng)
-    fixed, parts = seeds.parsed[name]
+    head, parts = seeds.parsed[name]
     i = rng.randrange(len(parts))
     parts = list(parts)
     parts[i] = (parts[i][0], mutate_payload(rng, parts[i][1]))
-    return assemble(fixed, parts)
+    return assemble(head, parts)
 
 
 def s_swap(rng, seeds):
     name, _ = seeds.pick(rng)
-    fixed, parts = seeds.parsed[name]
-    subs = [i for i, (t, _) in enumerate(parts) if t in (b"HYPR", b"LVL1", b"LVL2", b"LVL3", b"OTHR")]
+    head, parts = seeds.parsed[name]
+    subs = [i for i, (c, _) in enumerate(parts) if c in ("HYPR", "L1", "L2", "L3", "other")]
     parts = list(parts)
     i, j = rng.sample(subs, 2) if len(subs) > 1 else (subs[0], subs[0])
     parts[i], parts[j] = (parts[i][0], parts[j][1]), (parts[j][0], parts[i][1])
-    return assemble(fixed, parts)
+    return assemble(head, parts)
 
 
 def s_transplant(rng, seeds):
     name, _ = seeds.pick(rng)
-    fixed, parts = seeds.parsed[name]
+    head, parts = seeds.parsed[name]
     _, donor = seeds.parsed[rng.choice(seeds.names)]
-    donor = [b for t, b in donor if t != b"RMAP" and t != b"META"]
+    donor = [b for c, b in donor if c not in ("RMAP", "META")]
     parts = list(parts)
-    i = rng.choice([k for k, (t, _) in enumerate(parts) if t not in (b"META", b"RMAP")])
+    i = rng.choice([k for k, (c, _) in enumerate(parts) if c not in ("META", "RMAP")])
     parts[i] = (parts[i][0], rng.choice(donor))
-    return assemble(fixed, parts)
+    return assemble(head, parts)
 
 
 def s_regionmap(rng, seeds):
-    from sdc.bitstream.regionmap import encode_region_map, grid_size
+    from sdc.bitstream.regionmap import grid_size
 
     name, _ = seeds.pick(rng)
-    fixed, parts = seeds.parsed[name]
-    width, height = struct.unpack_from(">II", fixed, 12)
-    h, w = grid_size(width, height)
+    head, parts = seeds.parsed[name]
+    h, w = grid_size(head["width"], head["height"])
     if h * w > MAX_MAP_CELLS:  # a file the atheris engine made; mutate a seed instead
         raise ValueError("image too large to rewrite its region map")
-    return assemble(fixed, _with(fixed, parts, b"RMAP", encode_region_map(_random_map(rng, h, w))))
+    return assemble(head, _with(parts, "RMAP", _region_map_payload(rng, head, h, w)))
+
+
+_WORDS = ("dog", "person", "face", "text", "red kite", "\u00e9cole", "", "x" * 300, "a/b", "salient region")
+
+
+def _random_metadata(rng: random.Random) -> dict:
+    """Valid metadata: mostly within the binary schema (any of its options), sometimes outside."""
+    meta = {key: rng.choice(_WORDS) for key in ("analyzer", "task", "caption_short", "caption_long")
+            if rng.random() < 0.5}
+    if rng.random() < 0.2:
+        meta["analyzer"] = rng.choice(("regions(coco)/heuristic", "offline(haar+saliency)/grabcut/openai(m)"))
+    top = rng.choice((1, 100, 640, 5000, 1 << 20))
+    objects = []
+    for k in range(rng.choice((0, 1, 3, 9, 40))):
+        x0, x1 = sorted(rng.uniform(0, top) for _ in range(2))
+        y0, y1 = sorted(rng.uniform(0, top) for _ in range(2))
+        o = {"id": k if rng.random() < 0.9 else rng.randrange(1 << 32), "label": rng.choice(_WORDS),
+             "box": [round(x0), round(y0), round(x1), round(y1)],
+             "score": rng.choice((1.0, round(rng.random(), 3))), "level": rng.choice(("L1", "L2", "L3"))}
+        if rng.random() < 0.3:
+            o["reason"] = rng.choice(_WORDS)
+        objects.append(o)
+    if objects or rng.random() < 0.5:
+        meta["objects"] = objects
+    if rng.random() < 0.1:
+        meta["extra"] = [1, {"nested": None}]  # outside the schema: JSON
+    return meta
+
+
+def s_metadata(rng, seeds):
+    from sdc.bitstream.metadata import encode_metadata
+
+    name, _ = seeds.pick(rng)
+    head, parts = seeds.parsed[name]
+    payload = encode_metadata(_random_metadata(rng), version=head["major"])
+    if any(c == "META" for c, _ in parts):
+        return assemble(head, _with(parts, "META", payload))
+    return assemble(head, [("META", payload), *parts])  # META comes first
 
 
 def s_qualities(rng, seeds):
     name, _ = seeds.pick(rng)
-    fixed, parts = seeds.parsed[name]
-    f = bytearray(fixed)
+    head, parts = seeds.parsed[name]
+    q = bytearray(head["qualities"])
     for k in range(4):
         if rng.random() < 0.5:
-            f[28 + k] = rng.choice((1, 8, 9, 255, rng.randint(1, 8), rng.randint(1, 255)))
-    return assemble(bytes(f), parts)
+            q[k] = rng.choice((1, 8, 9, 255, rng.randint(1, 8), rng.randint(1, 255)))
+    return assemble(dict(head, qualities=bytes(q)), parts)
 
 
 def s_resize(rng, seeds):
-    from sdc.bitstream.regionmap import encode_region_map, grid_size
+    from sdc.bitstream.regionmap import grid_size
 
     name, _ = seeds.pick(rng)
-    fixed, parts = seeds.parsed[name]
-    width, height = struct.unpack_from(">II", fixed, 12)
+    head, parts = seeds.parsed[name]
+    width, height = head["width"], head["height"]
     if rng.random() < 0.5 and width * height <= MAX_MAP_CELLS * 256:  # same grid: the region map stays valid
         gw, gh = -(-width // 64), -(-height // 64)
         width, height = rng.randint(64 * gw - 63, 64 * gw), rng.randint(64 * gh - 63, 64 * gh)
     else:
         width, height = rng.choice((1, 16, 63, 64, 65, 128, 200, 256)), rng.choice((1, 17, 64, 100, 192, 256))
-    f = bytearray(fixed)
-    struct.pack_into(">II", f, 12, width, height)
+    head = dict(head, width=width, height=height)
     h, w = grid_size(width, height)
-    return assemble(bytes(f), _with(fixed, parts, b"RMAP", encode_region_map(_random_map(rng, h, w))))
+    return assemble(head, _with(parts, "RMAP", _region_map_payload(rng, head, h, w)))
 
 
 CONTAINER = (s_flip, s_bytes, s_truncate, s_splice, s_random, s_header)
-REWRAPPED = (s_payload, s_swap, s_transplant, s_regionmap, s_qualities, s_resize)
+REWRAPPED = (s_payload, s_swap, s_transplant, s_regionmap, s_metadata, s_qualities, s_resize)
 
 
 def s_stack(rng, seeds):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sdc.bitstream import SdcFile, SdcHeader, read_sdc, write_sdc, DEFAULT_MAX_PIXELS
+from sdc.bitstream import SdcFile, SdcHeader, codec_id_matches, read_sdc, write_sdc, DEFAULT_MAX_PIXELS
 from sdc.errors import CodecMismatchError, UsageError
 from sdc.levels import DEFAULT_QUALITY, LEVELS
 
@@ -183,7 +183,7 @@ def open_sdc(data: bytes, *, levels: tuple[str, ...] | None = None,
 
     sdc = read_sdc(data, max_pixels=max_pixels)
     codec = _codec()
-    if sdc.header.codec_id != codec.codec_id:
+    if not codec_id_matches(sdc.header.codec_id, codec.codec_id):
         raise CodecMismatchError(
             f"file was made with codec {sdc.header.codec_id.hex()}, these weights are codec {codec.codec_id.hex()}; "
             "decode it with the sdc release (weights) that wrote it"

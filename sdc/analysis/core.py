@@ -202,10 +202,19 @@ class Analysis:
                    analyzer=str(d.get("analyzer", "") or ""),
                    task=task, labels=labels, warnings=[str(x) for x in warnings])
 
+    @property
+    def ranked_by_heuristic(self) -> bool:
+        """True when the heuristic ranker set the levels (the ranker is the last
+        part of `analyzer`): its reasons are then derived from the label, box and
+        score, not an LMM's words."""
+        return self.analyzer.rsplit("/", 1)[-1] == "heuristic"
+
     def metadata(self) -> dict:
         """Compact dict for the .sdc metadata chunk (no masks, no task label list).
 
-        Boxes are rounded to whole pixels, scores to 3 decimals.
+        Boxes are rounded to whole pixels, scores to 3 decimals. Reasons are kept
+        only when the heuristic did not rank: its reasons only restate the
+        label, box and score it ranked from, so a file does not pay for them.
         """
         md: dict[str, Any] = {"analyzer": self.analyzer}
         if self.task:
@@ -214,10 +223,11 @@ class Analysis:
             md["caption_short"] = self.caption_short
         if self.caption_long:
             md["caption_long"] = self.caption_long
+        keep_reasons = not self.ranked_by_heuristic
         md["objects"] = [
             {"id": int(o.id), "label": o.label, "box": [int(round(float(v))) for v in o.box],
              "score": round(float(o.score), 3), "level": o.level,
-             **({"reason": o.reason} if o.reason else {})}
+             **({"reason": o.reason} if o.reason and keep_reasons else {})}
             for o in self.objects
         ]
         return md

@@ -10,6 +10,7 @@ from .container import (
     SdcFile,
     SdcHeader,
     chunk_name,
+    codec_id_matches,
     describe_sdc,
     is_sdc,
     read_header,
@@ -22,6 +23,6 @@ from .regionmap import grid_size
 
 __all__ = [
     "CANONICAL_ORDER", "DEFAULT_MAX_PIXELS", "LEVEL_TYPES", "MAGIC", "VERSION_MAJOR", "VERSION_MINOR",
-    "SdcFile", "SdcHeader", "chunk_name", "crc32c", "describe_sdc", "grid_size", "is_sdc",
+    "SdcFile", "SdcHeader", "chunk_name", "codec_id_matches", "crc32c", "describe_sdc", "grid_size", "is_sdc",
     "read_header", "read_sdc", "truncate_sdc", "write_sdc",
 ]

@@ -1,5 +1,13 @@
 """The .sdc container: header with chunk index, then the chunks. See spec/FORMAT.md.
 
+Two header layouts are read: format 1 (fixed-size fields, 12-byte index
+entries with 4-letter types) and format 2 (varint sizes, a 1-byte set of the
+known chunks present, 5 to 9 bytes per chunk), which is what `write_sdc`
+writes unless asked for 1.
+Both share the first 12 bytes (magic, version, u16 header length) and end the
+header with its CRC, so any version's reader can check a header and refuse a
+version it does not know by name.
+
 Imports nothing heavy at import time (numpy is imported inside the functions
 that return or take arrays), so `sdc inspect` and `sdc truncate` start fast.
 
@@ -11,40 +19,38 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import FormatError
 from ..levels import LEVELS
 from .crc import crc32c
 from .metadata import decode_metadata, encode_metadata, summarize_metadata
 from .regionmap import decode_cells, decode_region_map, encode_region_map, grid_size
+from .wire import Reader, put_varint
 
 if TYPE_CHECKING:  # annotations only: the container reads and writes bytes without numpy
     import numpy as np
 
 MAGIC = b"\x89SDC\r\n\x1a\n"
-VERSION_MAJOR = 1
+VERSION_MAJOR = 2  # what write_sdc writes by default
 VERSION_MINOR = 0
 DEFAULT_MAX_PIXELS = 1 << 26  # 67,108,864 pixels: 8192 x 8192
 MAX_CHUNKS = 32
-
-# magic, major, minor, header_length, width, height, codec_id, 4 qualities,
-# levels_written, flags, chunk_count, reserved
-_FIXED = struct.Struct(">8sBBHII8s4BBBBB")
-_ENTRY = struct.Struct(">4sII")
-_U32 = struct.Struct(">I")
-FIXED_SIZE = _FIXED.size  # 36
-ENTRY_SIZE = _ENTRY.size  # 12
 CRC_SIZE = 4
-_PREAMBLE = 12  # magic, major, minor, header_length: the same in every version
+_PREAMBLE = struct.Struct(">8sBBH")  # magic, major, minor, header_length: the same in every version
+_U32 = struct.Struct(">I")
 
-TYPE_META = b"META"
-TYPE_RMAP = b"RMAP"
-TYPE_HYPR = b"HYPR"
-LEVEL_TYPES: dict[str, bytes] = {"L1": b"LVL1", "L2": b"LVL2", "L3": b"LVL3", "other": b"OTHR"}
-CANONICAL_ORDER: tuple[bytes, ...] = (TYPE_META, TYPE_RMAP, TYPE_HYPR, *LEVEL_TYPES.values())
-_TYPE_LEVEL = {t: lv for lv, t in LEVEL_TYPES.items()}
-_RANK = {t: i for i, t in enumerate(CANONICAL_ORDER)}
+# Chunk names (used in messages and by `sdc inspect`) in the only order allowed.
+CHUNK_ORDER: tuple[str, ...] = ("META", "RMAP", "HYPR", *LEVELS)
+_RANK = {name: i for i, name in enumerate(CHUNK_ORDER)}
+
+# Type codes of the known chunks.
+LEVEL_TYPES: dict[str, bytes] = {"L1": b"LVL1", "L2": b"LVL2", "L3": b"LVL3", "other": b"OTHR"}  # format 1
+TYPES_V1: dict[str, bytes] = {"META": b"META", "RMAP": b"RMAP", "HYPR": b"HYPR", **LEVEL_TYPES}
+# Format 2 stores no type for them (a bit of the chunk set each); inside sdc they
+# are coded as their number 0..6, which no extra chunk can have (those are >= 0x80).
+TYPES_V2: dict[str, bytes] = {name: bytes([i]) for i, name in enumerate(CHUNK_ORDER)}
+CANONICAL_ORDER: tuple[bytes, ...] = tuple(TYPES_V1.values())
 _ALNUM = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 # A few signatures, to say what a non-sdc input looks like.
@@ -57,7 +63,7 @@ _OTHER_FORMATS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image")
 class SdcHeader:
     width: int
     height: int
-    codec_id: bytes            # 8 bytes
+    codec_id: bytes            # 8 bytes (format 1) or their first 4 (format 2): see codec_id_matches
     qualities: dict[str, int]  # level name -> quality, for all 4 levels
 
 
@@ -71,37 +77,191 @@ class SdcFile:
     missing_levels: tuple[str, ...] = ()  # written by the encoder but not in these bytes
 
 
+class _Fields(NamedTuple):
+    """A header's fields as stored, before the checks common to every layout."""
+    width: int
+    height: int
+    codec_id: bytes
+    qualities: tuple[int, int, int, int]
+    written_bits: int
+    entries: list[tuple[bytes, int, int]]  # (type code, length, crc) in index order
+
+
+# ------------------------------------------------------------------ the two header layouts
+class _LayoutV1:
+    """Format 1: u32 sizes, 4-letter type codes, 12-byte index entries."""
+
+    major = 1
+    types = TYPES_V1
+    codec_id_size = 8
+    _fixed = struct.Struct(">8sBBHII8s4BBBBB")  # ... width, height, codec, qualities, written, flags, count, reserved
+    _entry = struct.Struct(">4sII")
+
+    def parse(self, view: memoryview, header_length: int) -> _Fields:
+        fixed, entry = self._fixed, self._entry
+        if header_length < fixed.size + CRC_SIZE:
+            raise FormatError(f"bad header length {header_length}", chunk="header")
+        (_, _, _, _, width, height, codec_id, q1, q2, q3, q4,
+         written_bits, flags, count, reserved) = fixed.unpack_from(view)
+        if not 2 <= count <= MAX_CHUNKS:
+            raise FormatError(f"bad chunk count {count}", chunk="header")
+        if header_length != fixed.size + entry.size * count + CRC_SIZE:
+            raise FormatError(f"header length {header_length} does not match {count} chunks", chunk="header")
+        if flags or reserved:
+            raise FormatError("reserved header bits are set (file from a newer sdc?)", chunk="header")
+        entries = [entry.unpack_from(view, fixed.size + i * entry.size) for i in range(count)]
+        return _Fields(width, height, bytes(codec_id), (q1, q2, q3, q4), written_bits, entries)
+
+    def build(self, version: tuple[int, int], fields: _Fields) -> bytes:
+        count = len(fields.entries)
+        header_length = self._fixed.size + self._entry.size * count + CRC_SIZE
+        head = bytearray(self._fixed.pack(MAGIC, *version, header_length, fields.width, fields.height,
+                                          fields.codec_id, *fields.qualities, fields.written_bits, 0, count, 0))
+        for code, length, crc in fields.entries:
+            head += self._entry.pack(code, length, crc)
+        return bytes(head + _U32.pack(crc32c(head)))
+
+    @staticmethod
+    def check_code(code: bytes, i: int) -> None:
+        if not all(b in _ALNUM for b in code):
+            raise FormatError(f"bad chunk type {code!r} in index entry {i}", chunk="header")
+
+    @staticmethod
+    def ancillary(code: bytes) -> bool:
+        return 0x61 <= code[0] <= 0x7A  # lowercase first letter
+
+    @staticmethod
+    def type_text(code: bytes) -> str:
+        return code.decode("ascii", "replace")
+
+
+class _LayoutV2:
+    """Format 2: varint sizes; the index is a set of the known chunks present (one
+    bit each, in the order of CHUNK_ORDER) with their lengths and CRCs, then any
+    extra chunks, each with a 1-byte type."""
+
+    major = 2
+    types = TYPES_V2
+    codec_id_size = 4
+    _EXTRAS = 0x80  # bit 7 of the chunk set: extra chunks follow the known ones
+
+    def parse(self, view: memoryview, header_length: int) -> _Fields:
+        r = Reader(view[:header_length - CRC_SIZE], where="header", chunk="header", start=_PREAMBLE.size)
+        width = r.varint("width")
+        height = r.varint("height")
+        codec_id = r.take(self.codec_id_size, "codec id")
+        qualities = tuple(r.take(4, "qualities"))
+        written_bits = r.u8("levels written")
+        present = r.u8("chunk set")
+        entries = []
+        for i, name in enumerate(CHUNK_ORDER):
+            if present >> i & 1:
+                entries.append((self.types[name], r.varint(f"length of {name}"), r.u32(f"CRC of {name}")))
+        if present & self._EXTRAS:
+            count = r.u8("extra chunk count")
+            if not 1 <= count <= MAX_CHUNKS - len(entries):
+                raise FormatError(f"bad extra chunk count {count}", chunk="header")
+            for i in range(count):
+                what = f"extra chunk {i}"
+                code = r.take(1, what)
+                if not self.ancillary(code):  # format 2.0 defines no critical extra chunk
+                    raise FormatError(f"unknown critical chunk 0x{code[0]:02x} (file from a newer sdc?)",
+                                      chunk="header")
+                entries.append((code, r.varint(f"length of {what}"), r.u32(f"CRC of {what}")))
+        if r.remaining:
+            raise FormatError(f"{r.remaining} unused bytes at the end of the header", chunk="header")
+        return _Fields(width, height, codec_id, qualities, written_bits, entries)
+
+    def build(self, version: tuple[int, int], fields: _Fields) -> bytes:
+        names = _NAMES[2]
+        known = [e for e in fields.entries if e[0] in names]
+        extras = [e for e in fields.entries if e[0] not in names]
+        body = bytearray()
+        put_varint(body, fields.width)
+        put_varint(body, fields.height)
+        body += fields.codec_id + bytes(fields.qualities) + bytes([fields.written_bits])
+        body.append(sum(1 << CHUNK_ORDER.index(names[code]) for code, _, _ in known)
+                    | (self._EXTRAS if extras else 0))
+        for code, length, crc in known:
+            put_varint(body, length)
+            body += _U32.pack(crc)
+        if extras:
+            body.append(len(extras))
+            for code, length, crc in extras:
+                body += code
+                put_varint(body, length)
+                body += _U32.pack(crc)
+        header_length = _PREAMBLE.size + len(body) + CRC_SIZE
+        head = _PREAMBLE.pack(MAGIC, *version, header_length) + body
+        return bytes(head + _U32.pack(crc32c(head)))
+
+    @staticmethod
+    def check_code(code: bytes, i: int) -> None:
+        pass  # known chunks have no stored type; every byte is an extra chunk's type
+
+    @staticmethod
+    def ancillary(code: bytes) -> bool:
+        return code[0] >= 0x80
+
+    @staticmethod
+    def type_text(code: bytes) -> str:
+        return _NAMES[2].get(code) or f"0x{code[0]:02x}"
+
+
+_LAYOUTS = {1: _LayoutV1(), 2: _LayoutV2()}
+_NAMES = {major: {code: name for name, code in layout.types.items()} for major, layout in _LAYOUTS.items()}
+
+
 def chunk_name(ctype: bytes) -> str:
-    """The name errors and `sdc inspect` use for a chunk: L1..L3/other for level
-    chunks, the type code (META, RMAP, HYPR, or an ancillary code) otherwise."""
-    return _TYPE_LEVEL.get(ctype) or ctype.decode("ascii", "replace")
+    """The name errors and `sdc inspect` use for a chunk type (format 1: its 4
+    letters; format 2: the known chunk's number 0..6 or the extra chunk's type
+    byte): META, RMAP, HYPR, L1..L3, other, or for an unknown type its code
+    (the letters in format 1, 0xNN in format 2)."""
+    major = 2 if len(ctype) == 1 else 1
+    return _NAMES[major].get(bytes(ctype)) or _LAYOUTS[major].type_text(bytes(ctype))
 
 
 @dataclass
 class _Chunk:
-    type: bytes
+    code: bytes
+    name: str
     offset: int
     length: int
     crc: int
     available: int  # bytes of the chunk present in the input
 
     @property
-    def name(self) -> str:
-        return chunk_name(self.type)
-
-    @property
     def complete(self) -> bool:
         return self.available == self.length
+
+    @property
+    def level(self) -> str | None:
+        return self.name if self.name in LEVELS else None
 
 
 @dataclass
 class _Parsed:
-    header: SdcHeader
+    layout: _LayoutV1 | _LayoutV2
     version: tuple[int, int]
+    header: SdcHeader
     header_length: int
     written: tuple[str, ...]
     chunks: list[_Chunk] = field(default_factory=list)
     total_length: int = 0  # length of the complete file the header describes
+
+    def header_bytes(self, chunks: list[_Chunk]) -> bytes:
+        """This header with an index of `chunks` (what truncation writes)."""
+        h = self.header
+        bits = sum(1 << i for i, lv in enumerate(LEVELS) if lv in self.written)
+        fields = _Fields(h.width, h.height, h.codec_id, tuple(h.qualities[lv] for lv in LEVELS), bits,
+                         [(c.code, c.length, c.crc) for c in chunks])
+        return self.layout.build(self.version, fields)
+
+
+def codec_id_matches(stored: bytes, codec_id: bytes) -> bool:
+    """True if a file's codec id (SdcHeader.codec_id: 8 bytes in format 1; in
+    format 2 their first 4) names the weights whose id is `codec_id`."""
+    return len(stored) in (4, 8) and bytes(codec_id[:len(stored)]) == bytes(stored)
 
 
 def is_sdc(prefix: bytes) -> bool:
@@ -118,18 +278,18 @@ def _not_sdc(view: memoryview) -> FormatError:
                        chunk="header")
 
 
-def _parse(data, max_pixels: int | None) -> _Parsed:
-    view = memoryview(data).cast("B")
+def _check_preamble(view: memoryview) -> tuple[int, int, int]:
+    """Steps every version shares: magic, header length, header CRC. Returns (major, minor, header_length)."""
     n = len(view)
     if n == 0:
         raise FormatError("empty input, not an sdc file", chunk="header")
     k = min(n, len(MAGIC))
     if view[:k] != MAGIC[:k]:
         raise _not_sdc(view)
-    if n < _PREAMBLE:
+    if n < _PREAMBLE.size:
         raise FormatError(f"truncated header: input is only {n} bytes", chunk="header")
-    major, minor, header_length = struct.unpack_from(">BBH", view, 8)
-    if header_length < _PREAMBLE + CRC_SIZE:
+    _, major, minor, header_length = _PREAMBLE.unpack_from(view)
+    if header_length < _PREAMBLE.size + CRC_SIZE:
         raise FormatError(f"bad header length {header_length}", chunk="header")
     if n < header_length:
         raise FormatError(f"truncated header: input is {n} bytes, the header alone {header_length}",
@@ -138,67 +298,73 @@ def _parse(data, max_pixels: int | None) -> _Parsed:
     (stored,) = _U32.unpack_from(view, body)
     if crc32c(view[:body]) != stored:
         raise FormatError("header CRC mismatch: the header is damaged", chunk="header")
-    if major != VERSION_MAJOR:
-        raise FormatError(f"unsupported sdc format version {major}.{minor}: this sdc reads "
-                          f"version {VERSION_MAJOR}.x", chunk="header")
-    if header_length < FIXED_SIZE + CRC_SIZE:
-        raise FormatError(f"bad header length {header_length}", chunk="header")
-    (_, _, _, _, width, height, codec_id, q1, q2, q3, q4,
-     written_bits, flags, count, reserved) = _FIXED.unpack_from(view)
-    if not 2 <= count <= MAX_CHUNKS:
-        raise FormatError(f"bad chunk count {count}", chunk="header")
-    if header_length != FIXED_SIZE + ENTRY_SIZE * count + CRC_SIZE:
-        raise FormatError(f"header length {header_length} does not match {count} chunks", chunk="header")
-    if flags or reserved or written_bits & 0xF0:
-        raise FormatError("reserved header bits are set (file from a newer sdc?)", chunk="header")
-    if width < 1 or height < 1:
-        raise FormatError(f"bad image size {width}x{height}", chunk="header")
-    if max_pixels is not None and width * height > max_pixels:
-        raise FormatError(f"image size {width}x{height} = {width * height} pixels is over the limit of "
-                          f"{max_pixels} pixels (--max-pixels)", chunk="header")
-    qualities = dict(zip(LEVELS, (q1, q2, q3, q4)))
-    if 0 in qualities.values():
-        raise FormatError("quality 0 in header (qualities are 1..255)", chunk="header")
-    written = tuple(lv for i, lv in enumerate(LEVELS) if written_bits >> i & 1)
-    header = SdcHeader(width=width, height=height, codec_id=bytes(codec_id), qualities=qualities)
-    parsed = _Parsed(header=header, version=(major, minor), header_length=header_length, written=written)
+    if major not in _LAYOUTS:
+        raise FormatError(f"unsupported sdc format version {major}.{minor}: this sdc reads versions "
+                          f"{' and '.join(f'{m}.x' for m in _LAYOUTS)}", chunk="header")
+    return major, minor, header_length
 
-    offset = header_length
+
+def _check_fields(f: _Fields, max_pixels: int | None) -> None:
+    if f.written_bits & 0xF0:
+        raise FormatError("reserved header bits are set (file from a newer sdc?)", chunk="header")
+    if f.width < 1 or f.height < 1:
+        raise FormatError(f"bad image size {f.width}x{f.height}", chunk="header")
+    if max_pixels is not None and f.width * f.height > max_pixels:
+        raise FormatError(f"image size {f.width}x{f.height} = {f.width * f.height} pixels is over the limit "
+                          f"of {max_pixels} pixels (--max-pixels)", chunk="header")
+    if 0 in f.qualities:
+        raise FormatError("quality 0 in header (qualities are 1..255)", chunk="header")
+
+
+def _index(parsed: _Parsed, entries: list[tuple[bytes, int, int]], n: int) -> int:
+    """Check the index rules, place the chunks; returns the complete file's length."""
+    names = _NAMES[parsed.layout.major]
+    offset = parsed.header_length
     rank = -1
     seen = set()
-    for i in range(count):
-        ctype, length, crc = _ENTRY.unpack_from(view, FIXED_SIZE + i * ENTRY_SIZE)
-        if not all(b in _ALNUM for b in ctype):
-            raise FormatError(f"bad chunk type {ctype!r} in index entry {i}", chunk="header")
-        if ctype in seen:
-            raise FormatError(f"chunk {chunk_name(ctype)} listed twice", chunk="header")
-        seen.add(ctype)
-        if ctype in _RANK:
-            if _RANK[ctype] < rank:
-                raise FormatError(f"chunk {chunk_name(ctype)} out of order", chunk="header")
-            rank = _RANK[ctype]
-            level = _TYPE_LEVEL.get(ctype)
-            if level is not None and level not in written:
-                raise FormatError(f"chunk {level} present but the header says it was not written",
+    for i, (code, length, crc) in enumerate(entries):
+        parsed.layout.check_code(code, i)
+        name = chunk_name(code)
+        if code in seen:
+            raise FormatError(f"chunk {name} listed twice", chunk="header")
+        seen.add(code)
+        if code in names:
+            if _RANK[name] < rank:
+                raise FormatError(f"chunk {name} out of order", chunk="header")
+            rank = _RANK[name]
+            if name in LEVELS and name not in parsed.written:
+                raise FormatError(f"chunk {name} present but the header says it was not written",
                                   chunk="header")
-        elif not 0x61 <= ctype[0] <= 0x7A:  # unknown and critical (not lowercase-first)
-            raise FormatError(f"unknown critical chunk {chunk_name(ctype)} (file from a newer sdc?)",
-                              chunk="header")
-        available = max(0, min(length, n - offset))
-        parsed.chunks.append(_Chunk(ctype, offset, length, crc, available))
+        elif not parsed.layout.ancillary(code):
+            raise FormatError(f"unknown critical chunk {name} (file from a newer sdc?)", chunk="header")
+        parsed.chunks.append(_Chunk(code, name, offset, length, crc, max(0, min(length, n - offset))))
         offset += length
-    for required in (TYPE_RMAP, TYPE_HYPR):
-        if required not in seen:
-            raise FormatError(f"no {required.decode()} chunk in the index", chunk="header")
-    parsed.total_length = offset
-    if n > offset:
-        raise FormatError(f"{n - offset} bytes of trailing data after the last chunk", chunk=None)
+    for required in ("RMAP", "HYPR"):
+        if required not in {c.name for c in parsed.chunks if c.code in names}:
+            raise FormatError(f"no {required} chunk in the index", chunk="header")
+    return offset
+
+
+def _parse(data, max_pixels: int | None) -> _Parsed:
+    view = memoryview(data).cast("B")
+    major, minor, header_length = _check_preamble(view)
+    layout = _LAYOUTS[major]
+    fields = layout.parse(view, header_length)
+    _check_fields(fields, max_pixels)
+    header = SdcHeader(width=fields.width, height=fields.height, codec_id=fields.codec_id,
+                       qualities=dict(zip(LEVELS, fields.qualities)))
+    written = tuple(lv for i, lv in enumerate(LEVELS) if fields.written_bits >> i & 1)
+    parsed = _Parsed(layout=layout, version=(major, minor), header=header, header_length=header_length,
+                     written=written)
+    parsed.total_length = _index(parsed, fields.entries, len(view))
+    if len(view) > parsed.total_length:
+        raise FormatError(f"{len(view) - parsed.total_length} bytes of trailing data after the last chunk",
+                          chunk=None)
     return parsed
 
 
-def _check_crc(view: memoryview, c: _Chunk) -> None:
-    if crc32c(view[c.offset:c.offset + c.length]) != c.crc:
-        raise FormatError(f"CRC mismatch in chunk {c.name}: the chunk is damaged", chunk=c.name)
+def _crc_ok(view: memoryview, c: _Chunk) -> bool:
+    return crc32c(view[c.offset:c.offset + c.length]) == c.crc
 
 
 def _usable(view: memoryview, parsed: _Parsed) -> list[_Chunk]:
@@ -207,14 +373,20 @@ def _usable(view: memoryview, parsed: _Parsed) -> list[_Chunk]:
     for c in parsed.chunks:
         if not c.complete:
             break
-        _check_crc(view, c)
+        if not _crc_ok(view, c):
+            raise FormatError(f"CRC mismatch in chunk {c.name}: the chunk is damaged", chunk=c.name)
         usable.append(c)
-    have = {c.type for c in usable}
-    for required, what in ((TYPE_RMAP, "region map (RMAP)"), (TYPE_HYPR, "hyperprior (HYPR)")):
+    have = {c.name for c in usable if c.code in parsed.layout.types.values()}
+    for required, what in (("RMAP", "region map (RMAP)"), ("HYPR", "hyperprior (HYPR)")):
         if required not in have:
             raise FormatError(f"input ends before the {what} chunk is complete: no level can be "
-                              f"decoded (truncated file?)", chunk=chunk_name(required))
+                              f"decoded (truncated file?)", chunk=required)
     return usable
+
+
+def _known(parsed: _Parsed, chunks: list[_Chunk]) -> dict[str, _Chunk]:
+    codes = set(parsed.layout.types.values())
+    return {c.name: c for c in chunks if c.code in codes}
 
 
 def read_header(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SdcHeader:
@@ -229,40 +401,28 @@ def read_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SdcFile:
     """
     parsed = _parse(data, max_pixels)
     view = memoryview(data).cast("B")
-    usable = _usable(view, parsed)
-    by_type = {c.type: c for c in usable}
+    by_name = _known(parsed, _usable(view, parsed))
     h = parsed.header
+    major = parsed.version[0]
 
-    def payload(c: _Chunk) -> memoryview:
+    def payload(name: str) -> memoryview:
+        c = by_name[name]
         return view[c.offset:c.offset + c.length]
 
-    metadata = decode_metadata(payload(by_type[TYPE_META])) if TYPE_META in by_type else None
-    region_map = decode_region_map(payload(by_type[TYPE_RMAP]), grid_size(h.width, h.height))
-    levels = {lv: bytes(payload(by_type[t])) for lv, t in LEVEL_TYPES.items() if t in by_type}
+    metadata = decode_metadata(payload("META"), version=major) if "META" in by_name else None
+    region_map = decode_region_map(payload("RMAP"), grid_size(h.width, h.height), version=major)
+    levels = {lv: bytes(payload(lv)) for lv in LEVELS if lv in by_name}
     missing = tuple(lv for lv in parsed.written if lv not in levels)
-    return SdcFile(header=h, region_map=region_map, hyperprior=bytes(payload(by_type[TYPE_HYPR])),
+    return SdcFile(header=h, region_map=region_map, hyperprior=bytes(payload("HYPR")),
                    levels=levels, metadata=metadata, missing_levels=missing)
 
 
-def _assemble(header: SdcHeader, written: tuple[str, ...], chunks: list[tuple[bytes, bytes | memoryview, int]]) -> bytes:
-    """chunks: (type, payload, crc) in file order."""
-    bits = sum(1 << i for i, lv in enumerate(LEVELS) if lv in written)
-    count = len(chunks)
-    header_length = FIXED_SIZE + ENTRY_SIZE * count + CRC_SIZE
-    q = [header.qualities[lv] for lv in LEVELS]
-    head = bytearray(_FIXED.pack(MAGIC, VERSION_MAJOR, VERSION_MINOR, header_length, header.width,
-                                 header.height, header.codec_id, *q, bits, 0, count, 0))
-    for ctype, body, crc in chunks:
-        head += _ENTRY.pack(ctype, len(body), crc)
-    head += _U32.pack(crc32c(head))
-    return b"".join([bytes(head), *(bytes(body) for _, body, _ in chunks)])
-
-
-def _check_header(h: SdcHeader) -> None:
+def _check_header(h: SdcHeader, version: int) -> None:
     if not (1 <= h.width <= 0xFFFFFFFF and 1 <= h.height <= 0xFFFFFFFF):
         raise ValueError(f"image size {h.width}x{h.height} out of range")
-    if not isinstance(h.codec_id, (bytes, bytearray)) or len(h.codec_id) != 8:
-        raise ValueError("codec_id must be 8 bytes")
+    sizes = (8,) if version == 1 else (4, 8)  # format 2 keeps the first 4 bytes
+    if not isinstance(h.codec_id, (bytes, bytearray)) or len(h.codec_id) not in sizes:
+        raise ValueError(f"codec_id must be {' or '.join(map(str, sizes))} bytes for format {version}")
     if set(h.qualities) != set(LEVELS):
         raise ValueError(f"qualities must give one value for each of {', '.join(LEVELS)}")
     for lv, q in h.qualities.items():
@@ -270,11 +430,16 @@ def _check_header(h: SdcHeader) -> None:
             raise ValueError(f"quality {q!r} for {lv} out of range 1..255")
 
 
-def write_sdc(f: SdcFile) -> bytes:
-    """Serialize `f`. Levels in `f.levels` are written; `f.missing_levels` are
-    recorded as written-but-absent (so a reader reports them missing)."""
+def write_sdc(f: SdcFile, *, version: int = VERSION_MAJOR) -> bytes:
+    """Serialize `f` in format `version` (2, or 1 for readers that only know 1.0).
+
+    Levels in `f.levels` are written; `f.missing_levels` are recorded as
+    written-but-absent (so a reader reports them missing).
+    """
+    if version not in _LAYOUTS:
+        raise ValueError(f"unknown format version {version} (sdc writes {', '.join(map(str, _LAYOUTS))})")
     h = f.header
-    _check_header(h)
+    _check_header(h, version)
     unknown = (set(f.levels) | set(f.missing_levels)) - set(LEVELS)
     if unknown:
         raise ValueError(f"unknown level(s) {sorted(unknown)}")
@@ -284,36 +449,47 @@ def write_sdc(f: SdcFile) -> bytes:
     if tuple(getattr(f.region_map, "shape", ())) != expected:
         raise ValueError(f"region map shape {getattr(f.region_map, 'shape', None)} != {expected} "
                          f"for a {h.width}x{h.height} image")
-    bodies: list[tuple[bytes, bytes]] = []
+    bodies: list[tuple[str, bytes]] = []
     if f.metadata is not None:
-        bodies.append((TYPE_META, encode_metadata(f.metadata)))
-    bodies.append((TYPE_RMAP, encode_region_map(f.region_map)))
-    bodies.append((TYPE_HYPR, bytes(f.hyperprior)))
-    for lv in LEVELS:
-        if lv in f.levels:
-            bodies.append((LEVEL_TYPES[lv], bytes(f.levels[lv])))
-    for _, body in bodies:
-        if len(body) > 0xFFFFFFFF:
-            raise ValueError("chunk longer than 4 GiB")
+        bodies.append(("META", encode_metadata(f.metadata, version=version)))
+    bodies.append(("RMAP", encode_region_map(f.region_map, version=version)))
+    bodies.append(("HYPR", bytes(f.hyperprior)))
+    bodies += [(lv, bytes(f.levels[lv])) for lv in LEVELS if lv in f.levels]
+    if any(len(body) > 0xFFFFFFFF for _, body in bodies):
+        raise ValueError("chunk longer than 4 GiB")
     written = tuple(lv for lv in LEVELS if lv in f.levels or lv in f.missing_levels)
-    return _assemble(h, written, [(t, b, crc32c(b)) for t, b in bodies])
+    layout = _LAYOUTS[version]
+    fields = _Fields(h.width, h.height, bytes(h.codec_id[:layout.codec_id_size]),
+                     tuple(h.qualities[lv] for lv in LEVELS),
+                     sum(1 << i for i, lv in enumerate(LEVELS) if lv in written),
+                     [(layout.types[name], len(body), crc32c(body)) for name, body in bodies])
+    return layout.build((version, 0), fields) + b"".join(body for _, body in bodies)
 
 
 def truncate_sdc(data, keep: tuple[str, ...]) -> bytes:
     """Keep only the level substreams in `keep` (and all other complete chunks);
     rewrite the header so the result is a complete file. No model is loaded.
 
-    Levels asked for but absent from `data` are silently not kept (a reader
-    reports them missing); the CRC of every chunk kept is checked.
+    The output has the input's format version and header fields; only the
+    index (and so the header length and CRC) changes. Levels asked for but
+    absent from `data` are silently not kept (a reader reports them missing).
+    Every complete chunk's CRC is checked, kept or not.
     """
     bad = set(keep) - set(LEVELS)
     if bad:
         raise ValueError(f"unknown level(s) {sorted(bad)}")
     parsed = _parse(data, None)
     view = memoryview(data).cast("B")
-    kept = [c for c in _usable(view, parsed) if c.type not in _TYPE_LEVEL or _TYPE_LEVEL[c.type] in keep]
-    return _assemble(parsed.header, parsed.written,
-                     [(c.type, view[c.offset:c.offset + c.length], c.crc) for c in kept])
+    kept = [c for c in _usable(view, parsed) if c.level is None or c.level in keep]
+    return parsed.header_bytes(kept) + b"".join(bytes(view[c.offset:c.offset + c.length]) for c in kept)
+
+
+def _chunk_status(view: memoryview, c: _Chunk, after_truncated: bool) -> str:
+    if not c.complete:
+        return f"truncated ({c.available} of {c.length} bytes)" if c.available else "missing"
+    if after_truncated:
+        return "unusable (after a truncated chunk)"
+    return "ok" if _crc_ok(view, c) else "CRC mismatch"
 
 
 def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
@@ -327,6 +503,7 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
     parsed = _parse(data, max_pixels)
     view = memoryview(data).cast("B")
     h = parsed.header
+    major = parsed.version[0]
     pixels = h.width * h.height
     problems: list[str] = []
     chunks = [{"type": "header", "name": "header", "offset": 0, "length": parsed.header_length,
@@ -335,57 +512,53 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
     usable: list[_Chunk] = []
     broken = False
     for c in parsed.chunks:
-        if not c.complete:
-            status = f"truncated ({c.available} of {c.length} bytes)" if c.available else "missing"
-            broken = True
-        elif broken:
-            status = "unusable (after a truncated chunk)"
-        elif crc32c(view[c.offset:c.offset + c.length]) != c.crc:
-            status = "CRC mismatch"
-            problems.append(f"CRC mismatch in chunk {c.name}: the chunk is damaged")
-        else:
-            status = "ok"
+        status = _chunk_status(view, c, broken)
+        broken = broken or not c.complete
+        if status == "ok":
             usable.append(c)
-        chunks.append({"type": c.type.decode("ascii"), "name": c.name, "offset": c.offset,
+        elif status == "CRC mismatch":
+            problems.append(f"CRC mismatch in chunk {c.name}: the chunk is damaged")
+        chunks.append({"type": parsed.layout.type_text(c.code), "name": c.name, "offset": c.offset,
                        "length": c.length, "crc": f"{c.crc:08x}", "status": status})
-    by_type = {c.type: c for c in usable}
+    by_name = _known(parsed, usable)
 
-    def payload(c: _Chunk) -> memoryview:
+    def payload(name: str) -> memoryview:
+        c = by_name[name]
         return view[c.offset:c.offset + c.length]
 
-    for required in (TYPE_RMAP, TYPE_HYPR):
-        if required not in by_type:
-            problems.append(f"chunk {required.decode()} is not usable: no level can be decoded")
+    for required in ("RMAP", "HYPR"):
+        if required not in by_name:
+            problems.append(f"chunk {required} is not usable: no level can be decoded")
 
     metadata = None
-    if TYPE_META in by_type:
+    if "META" in by_name:
         try:
-            metadata = summarize_metadata(decode_metadata(payload(by_type[TYPE_META])))
+            metadata = summarize_metadata(decode_metadata(payload("META"), version=major))
         except FormatError as e:
             problems.append(str(e))
 
     cells = None
     grid = grid_size(h.width, h.height)
-    if TYPE_RMAP in by_type:
+    # Counting cells decodes the map: bounded by the pixel limit even when the caller lifted it.
+    if "RMAP" in by_name and pixels <= max(max_pixels or 0, DEFAULT_MAX_PIXELS):
         try:
-            cells = decode_cells(payload(by_type[TYPE_RMAP]), grid)
+            cells = decode_cells(payload("RMAP"), grid, version=major)
         except FormatError as e:
             problems.append(str(e))
 
-    # bpp per level, cumulative over the present levels, whole-file sizes
-    non_level = [c for c in usable if c.type not in _TYPE_LEVEL]
-    base = FIXED_SIZE + CRC_SIZE + sum(ENTRY_SIZE + c.length for c in non_level)
-    in_index = {_TYPE_LEVEL[c.type] for c in parsed.chunks if c.type in _TYPE_LEVEL}
-    present_levels = [lv for lv in LEVELS if LEVEL_TYPES[lv] in by_type]
+    # bpp per level: the size of the file `sdc truncate` makes keeping the present levels up to it
+    non_level = [c for c in usable if c.level is None]
+    in_index = {c.level for c in parsed.chunks if c.level and c.code in parsed.layout.types.values()}
+    present_levels = [lv for lv in LEVELS if lv in by_name]
     levels = {}
-    cumulative = base
+    kept = list(non_level)
     for lv in LEVELS:
-        c = by_type.get(LEVEL_TYPES[lv])
         info: dict = {"quality": h.qualities[lv]}
-        if c is not None:
-            cumulative += ENTRY_SIZE + c.length
-            info.update(status="present", bytes=c.length, cumulative_bytes=cumulative,
-                        bpp=8 * cumulative / pixels)
+        if lv in by_name:
+            c = by_name[lv]
+            kept.append(c)
+            size = len(parsed.header_bytes(kept)) + sum(k.length for k in kept)
+            info.update(status="present", bytes=c.length, cumulative_bytes=size, bpp=8 * size / pixels)
         elif lv not in parsed.written:
             info.update(status="not written")
         elif lv not in in_index:
