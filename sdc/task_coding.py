@@ -8,8 +8,9 @@ A task text picks a preset (:func:`preset_for`); the preset decides, for each
   ("code"), left to the hyperprior's prediction ("hyperprior": not coded, the
   decoder fills it from ẑ), or dropped ("drop": not coded, and ẑ flattened
   there too, so it costs next to nothing and decodes flat);
-- how the objects' regions are drawn: boxes instead of masks, grown by a
-  margin, since task models look at the context around an object.
+- how the objects' regions are drawn: boxes instead of masks, optionally
+  grown by a margin. The region map already adds a ring of one 16-pixel cell
+  around every object, which is the context task models get.
 
 The numbers behind each preset are measured by `benchmarks/icm.py` (task
 accuracy against whole-file bits; benchmarks/README.md, "Coding for machines").
@@ -48,8 +49,8 @@ class TaskPreset:
     background_offset: int = -3
     level_offsets: tuple[int, int, int] = (0, 0, 0)
     boxes: bool = True
-    margin: float = 0.15
-    margin_px: float = 8.0
+    margin: float = 0.0
+    margin_px: float = 0.0
 
     def __post_init__(self):
         if self.background not in BACKGROUNDS:
