@@ -82,7 +82,9 @@ def _clamp(q: int, num_qualities: int) -> int:
 PRESETS: dict[str, TaskPreset] = {
     "object detection": TaskPreset("object detection"),
     "classification": TaskPreset("classification", background="code", background_offset=-3),
-    "segmentation": TaskPreset("segmentation"),
+    # A segmenter labels every pixel, the background too: left to the hyperprior's
+    # blurred prediction, the background is mislabelled (benchmarks/README.md).
+    "segmentation": TaskPreset("segmentation", background="code", background_offset=-3),
 }
 
 # Task texts (lower-cased, spaces collapsed) that name a preset. Any other task text
