@@ -16,18 +16,10 @@ import os
 import re
 from pathlib import Path
 
-COCO_LABELS = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich",
-    "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote",
-    "keyboard", "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book",
-    "clock", "vase", "scissors", "teddy bear", "hair drier", "toothbrush",
-]
+from sdc.bitstream.tables import COCO_LABELS as _FORMAT_COCO_LABELS
+
+# COCO's 80 classes: the same list as the first entries of the format's label table.
+COCO_LABELS = list(_FORMAT_COCO_LABELS)
 
 PEOPLE_LABELS = [
     "person", "face", "head", "hand", "pedestrian", "child", "cyclist", "rider", "crowd",

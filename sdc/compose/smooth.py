@@ -7,57 +7,15 @@ that information and cleans it up:
 
 1. low-pass the fill with a Gaussian, sigma = 4 px (a quarter of the latent
    stride): removes most of the grid blotches (computed at reduced resolution);
-2. optionally (``fade`` > 0; off by default since session 9), near the seam,
-   continue the decoded pixels into the hole with OpenCV's Telea inpainting
-   (run at 1/4 resolution, radius 5) and cross-fade from it to the low-passed
-   fill with weight exp(-distance / fade).
+2. optionally (``fade`` > 0; off by default), near the seam, continue the
+   decoded pixels into the hole with OpenCV's Telea inpainting (run at 1/4
+   resolution, radius 5) and cross-fade from it to the low-passed fill with
+   weight exp(-distance / fade).
 
-How it was chosen (``benchmarks/compose_offline.py``, results in
-``benchmarks/results/compose_offline.json``): samples/astronaut.png and the ten
-photos in shared/data/val, encoded with the default analysis and decoded with
-L1, L1+L2 and L1+L2+L3: 26 partial decodes whose holes cover 55-98 % of the
-picture. Per method, the mean over the cases of the PSNR against the original
-inside the hole, a grid-blockiness ratio inside the hole (mean step across
-16 px grid lines / mean step elsewhere; 1.0 = no grid), and the PSNR in the
-8 px band just inside the seam. Re-measured with the weights c01efd58
-(session 2), whose hyperprior fill is 3.5 dB better than the v2 weights' the
-first choice (sigma 8, fade 16) was made on:
-
-    ==================================== ========= ========== =========
-    method                               hole PSNR blockiness band PSNR
-    ==================================== ========= ========== =========
-    hyperprior fill as is                  18.88      1.85      18.52
-    flat mean colour of decoded pixels     11.43       -        12.02
-    Telea inpainting, 1/4 scale            12.81      0.97      18.09
-    bilateral filter of the fill           18.93      1.92      18.59
-    Gaussian sigma 4                       18.92      1.15      18.68
-    Gaussian sigma 8                       18.81      1.04      18.55
-    Gaussian 8 + Telea, fade 16 (before)   18.84      1.02      18.56
-    Gaussian 8 + Telea, fade 64            18.03      1.00      18.24
-    Gaussian 4 + Telea, fade 16            19.00      1.13      18.64
-    **Gaussian 4 + Telea, fade 8**         18.97      1.13      18.86
-    Gaussian 2 + Telea, fade 16            19.00      1.34      18.68
-    no low-pass, Telea, fade 16            18.99      1.84      18.69
-    ==================================== ========= ========== =========
-
-Inpainting from the decoded pixels alone (what OpenCV offers) throws the
-hyperprior's information away and loses about 6 dB inside the hole: the holes
-are most of the picture. It is, however, a good guess right next to the seam.
-The better the codec's hyperprior, the less low-pass and the shorter the fade
-pay: with these weights sigma 8 already costs detail, and a 16 px fade drags a
-decoded object's colour into a different background (0.55 dB lost against
-fade 0 on the astronaut test crop, where fade 8 loses 0.2). Sigma 4 with an
-8 px fade keeps the fill's fidelity (+0.1 dB), cuts the grid (1.85 -> 1.13)
-and gives the best seam band (+0.3 dB). Deterministic, CPU only; about 100 ms
-for a 768x512 picture on the 2-core dev machine. Re-run the benchmark after
-new weights.
-
-Session 8 (weights a04f94fb, hyperprior fill sharper again): the 8 px fade
-now costs 0.5 dB in the hole of the astronaut test crop (fill 18.39 dB; sigma
-4 with fade 8 / 4 / 0: 17.87 / 18.10 / 18.18 dB, grid 1.06 / 1.05 / 1.10
-against 1.75) and 0.27 dB on the wiki_046 crop (18.21; 17.94 / 18.03 /
-18.09), so the fade became 4 px. The full sweep at a04f94fb (session 9, the
-same 26 cases) confirms it:
+Why these defaults (``benchmarks/compose_offline.py``, results in
+``benchmarks/results/compose_offline.json``: 26 partial decodes of the sample
+and the val photos, holes over 55-98 % of the picture; PSNR inside the hole,
+a grid-blockiness ratio, PSNR in the 8 px band inside the seam):
 
     ============================== ========= ========== =========
     method                         hole PSNR blockiness band PSNR
@@ -70,16 +28,16 @@ same 26 cases) confirms it:
     Gaussian 4 + Telea, fade 4       20.34      1.11      19.42
     ============================== ========= ========== =========
 
-The fill now carries detail right up to the seam, and the Telea
-continuation no longer pays anywhere: without it the hole is as good (20.35
-against 20.34 dB), the 8 px band inside the seam is better (19.59 against
-19.42 dB: the fill meets the decoded pixels better than a continuation of
-them does), the grid is as clean (1.14 against 1.11) and composing takes half
-the time (about 220 against 440 ms per case here). So the default fade is 0:
-the composer is the low-pass alone, which costs 0.1 dB inside the hole
-against the fill as is and cuts the grid from 1.74 to 1.14. ``fade`` stays a
-setting for fills that are far off at the seam (weaker weights, L1 at a much
-higher quality than the rest).
+Inpainting from the decoded pixels alone (what OpenCV offers) throws the
+hyperprior's information away, and the holes are most of the picture. The
+fill carries detail right up to the seam, so a Telea continuation does not
+pay: without it the hole is as good, the seam band is better (the fill meets
+the decoded pixels better than a continuation of them does) and composing
+takes half the time. The low-pass alone costs 0.1 dB inside the hole against
+the fill as is and cuts the grid from 1.74 to 1.14. ``fade`` stays a setting
+for fills that are far off at the seam (weaker weights, L1 at a much higher
+quality than the rest). Deterministic, CPU only. Re-run the benchmark after
+new weights.
 
 Settings (``compose(..., config=...)``): ``sigma`` (0 = no low-pass), ``fade``
 (0 = no Telea continuation), ``inpaint_scale``.
