@@ -5,7 +5,9 @@ built from its ground-truth annotations (`sdc.analysis.load_regions`), once
 with the segmentation masks ("masks") and once from the boxes alone ("boxes"),
 and coded for object detection at quality 1 with the background not coded:
 `encode_image(rgb, qualities=q1, keep_levels=("L1", "L2", "L3"))`, which
-writes format 2.0. The same region map, hyperprior and substreams are also
+writes format 2.0. A third variant ("analyzer") is what a user gets from
+`sdc encode -q 1 --task "object detection"`: the offline default analyzer's
+regions and metadata, coded with the detection preset. The same region map, hyperprior and substreams are also
 written in format 1.0 as sdc wrote it before 2.0: `write_sdc(version=1)` with
 the metadata `Analysis.metadata()` gave then (every non-empty reason,
 including the heuristic ranker's).
@@ -41,6 +43,8 @@ KEEP = ("L1", "L2", "L3")
 SIDE_PARTS = ("header", "META", "RMAP")
 PARTS = (*SIDE_PARTS, "HYPR", "levels")
 TARGET_PERCENT = 8.0
+TASK = "object detection"
+VARIANTS = ("masks", "boxes", "analyzer")
 
 
 def metadata_before_2_0(analysis) -> dict:
@@ -122,8 +126,12 @@ def code_one(path: Path, coco: dict, variant: str) -> dict:
 
     rgb = load_rgb(path)
     h, w = rgb.shape[:2]
-    analysis = load_regions(coco, w, h, file_name=path.name)
-    result = encode_image(rgb, qualities=QUALITY_1, keep_levels=KEEP, analysis=analysis)
+    if variant == "analyzer":  # what `sdc encode -q 1 --task "object detection"` writes
+        result = encode_image(rgb, q=1, task=TASK)
+        analysis = result.analysis
+    else:
+        analysis = load_regions(coco, w, h, file_name=path.name)
+        result = encode_image(rgb, qualities=QUALITY_1, keep_levels=KEEP, analysis=analysis)
     new = result.data
     f = read_sdc(new)
     header = replace(f.header, codec_id=default_codec().codec_id)  # 1.0 stores all 8 bytes of it
@@ -177,7 +185,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     rows = []
     for i, path in enumerate(paths):
-        for variant, source in (("masks", coco), ("boxes", boxes_only)):
+        for variant, source in zip(VARIANTS, (coco, boxes_only, None)):
             rows.append(code_one(path, source, variant))
         if (i + 1) % 16 == 0:
             print(f"{i + 1}/{len(paths)} images, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -187,7 +195,7 @@ def main(argv=None) -> int:
         "qualities": QUALITY_1,
         "keep_levels": list(KEEP),
         "target": f"side information (header, index, META, RMAP) <= {TARGET_PERCENT:g}% of a quality-1 file",
-        "variants": {v: summarize([r for r in rows if r["variant"] == v]) for v in ("masks", "boxes")},
+        "variants": {v: summarize([r for r in rows if r["variant"] == v]) for v in VARIANTS},
         "seconds": round(time.perf_counter() - t0, 1),
         "git": git_commit(),
         "per_image": rows,

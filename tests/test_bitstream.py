@@ -405,6 +405,24 @@ def test_meta_analyzer_names():
     assert "regions(coco)/heuristic" in ANALYZER_TABLE
 
 
+def test_format_2_1_only_when_the_analyzer_name_needs_it():
+    """Files naming an analyzer-table entry appended by 2.1 say 2.1; all others stay 2.0."""
+    from sdc.analysis.pipeline import _detect_offline
+    from sdc.analysis.config import resolve_config
+
+    _, detector = _detect_offline(np.zeros((64, 64, 3), np.uint8), resolve_config({}, read_file=False))
+    default = f"{detector.replace('+saliency', '')}/box/heuristic"  # what the offline default writes
+    for name, minor in ((default, 1), (default.replace(")/", "+saliency)/"), 1),
+                        (default.replace("/box/", "/grabcut/"), 1), ("regions(coco)/heuristic", 0),
+                        ("offline(haar+saliency)/grabcut/heuristic", 0), ("someone/else", 0)):
+        data = write_sdc(sample_file(meta={"analyzer": name}))
+        assert data[8:10] == bytes([2, minor]), name
+        assert read_sdc(data).metadata == {"analyzer": name}
+    assert len(encode_metadata({"analyzer": default})) == 4  # one table token, as 2.0's own defaults
+    assert data[8:10] == write_sdc(sample_file(meta=None))[8:10] == bytes([2, 0])
+    assert write_sdc(sample_file(meta={"analyzer": default}), version=1)[8:10] == bytes([1, 0])
+
+
 @pytest.mark.parametrize("size", [(640, 480), (481, 640), (100, 70), (5000, 3000), (40000, 30)])
 def test_meta_boxes_within_the_stated_precision(size):
     w, h = size

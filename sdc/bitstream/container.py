@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..errors import FormatError
 from ..levels import LEVELS
 from .crc import crc32c
-from .metadata import decode_metadata, encode_metadata, summarize_metadata
+from .metadata import decode_metadata, encode_metadata, minor_version, summarize_metadata
 from .regionmap import decode_cells, decode_region_map, encode_region_map, grid_size
 from .wire import Reader, put_varint
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # annotations only: the container reads and writes bytes with
 
 MAGIC = b"\x89SDC\r\n\x1a\n"
 VERSION_MAJOR = 2  # what write_sdc writes by default
-VERSION_MINOR = 0
+VERSION_MINOR = 1  # the newest minor version write_sdc writes (only when a file needs it: minor_version)
 DEFAULT_MAX_PIXELS = 1 << 26  # 67,108,864 pixels: 8192 x 8192
 MAX_CHUNKS = 32
 CRC_SIZE = 4
@@ -463,7 +463,8 @@ def write_sdc(f: SdcFile, *, version: int = VERSION_MAJOR) -> bytes:
                      tuple(h.qualities[lv] for lv in LEVELS),
                      sum(1 << i for i, lv in enumerate(LEVELS) if lv in written),
                      [(layout.types[name], len(body), crc32c(body)) for name, body in bodies])
-    return layout.build((version, 0), fields) + b"".join(body for _, body in bodies)
+    minor = minor_version(f.metadata) if version == 2 else 0
+    return layout.build((version, minor), fields) + b"".join(body for _, body in bodies)
 
 
 def truncate_sdc(data, keep: tuple[str, ...]) -> bytes:

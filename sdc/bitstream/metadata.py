@@ -25,7 +25,7 @@ import struct
 import zlib
 
 from ..errors import FormatError
-from .tables import ANALYZER_ID, ANALYZER_TABLE, LABEL_ID, LABELS, unknown_entry
+from .tables import ANALYZER_ID, ANALYZER_TABLE, ANALYZER_TABLE_2_0_SIZE, LABEL_ID, LABELS, unknown_entry
 from .wire import Reader, put_string, put_varint
 
 MAX_META_JSON = 16 * 1024 * 1024  # also the limit of an inflated binary body
@@ -129,9 +129,13 @@ def _read_token(r: Reader, table: tuple[str, ...], split: int, what: str) -> str
         raise r.error(f"{what} is not valid UTF-8") from None
 
 
-def _put_name(out: bytearray, text: str) -> None:
+def _name_parts(text: str) -> list[str]:
     """An analyzer name as "/"-separated parts (the whole name is one part if the table has it)."""
-    parts = [text] if text in ANALYZER_ID else text.split("/")
+    return [text] if text in ANALYZER_ID else text.split("/")
+
+
+def _put_name(out: bytearray, text: str) -> None:
+    parts = _name_parts(text)
     put_varint(out, len(parts))
     for part in parts:
         _put_token(out, part, ANALYZER_ID, ANALYZER_SPLIT)
@@ -318,6 +322,16 @@ def encode_metadata(meta: dict, *, version: int = 2) -> bytes:
     plain = bytes([ENCODING_BINARY]) + body
     packed = _sized_zlib(ENCODING_BINARY_ZLIB, body)
     return packed if len(packed) < len(plain) else plain
+
+
+def minor_version(meta: dict | None) -> int:
+    """The format 2 minor version a file with this metadata needs: 1 if its analyzer name
+    uses an analyzer-table entry that format 2.1 appended, else 0 (a 2.0 reader would
+    show such an entry as "#<index>")."""
+    name = meta.get("analyzer") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or binary_body(meta) is None:
+        return 0
+    return int(any(ANALYZER_ID.get(part, -1) >= ANALYZER_TABLE_2_0_SIZE for part in _name_parts(name)))
 
 
 def decode_metadata(payload: bytes | memoryview, *, version: int = 2) -> dict:

@@ -40,7 +40,15 @@ ANALYZER_TABLE: tuple[str, ...] = (
     "grounding-dino(grounding-dino-tiny)", "owlv2(owlv2-base-patch16-ensemble)",
     "sam(vit_b)", "sam(vit_l)", "sam(vit_h)", "sam-hf(sam-vit-base)", "openai",
     "none (analysis failed)",
+    # Format 2.1: the offline default analyzer's names, whole and by detector.
+    "offline(yolo-fastest-1.1-xl+haar+ppocr)/box/heuristic",
+    "offline(yolo-fastest-1.1-xl+haar+ppocr+saliency)/box/heuristic",
+    "offline(yolo-fastest-1.1-xl+haar+ppocr)", "offline(yolo-fastest-1.1-xl+haar+ppocr+saliency)",
+    "offline(yolo-fastest-1.1-xl+haar)", "offline(yolo-fastest-1.1-xl+haar+saliency)",
 )
+# Entries from this index on were appended by format 2.1; a file naming one of them
+# is written as 2.1, any other as 2.0 (spec/FORMAT.md, section 10).
+ANALYZER_TABLE_2_0_SIZE = 19
 ANALYZER_ID: dict[str, int] = {name: i for i, name in enumerate(ANALYZER_TABLE)}
 
 
