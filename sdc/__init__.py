@@ -1,15 +1,45 @@
 """sdc: semantically structured image coding for machines.
 
-Importing sdc stays light (no torch, no numpy, not even PIL): it arranges for
-the Pillow plugin to be registered, so that after `import sdc`,
-`PIL.Image.open("x.sdc")` opens .sdc files (the codec is loaded only when the
-pixels are needed). If PIL.Image is already imported the plugin is registered
-now; otherwise right after PIL.Image is first imported, so that commands that
-never touch images (`sdc --help`, `sdc inspect`) do not pay for Pillow.
+The Python API (:mod:`sdc.api`)::
+
+    data = sdc.encode("photo.png", quality=3, task="object detection")   # -> .sdc bytes
+    img = sdc.open(data)            # SdcImage: size, levels, objects; no model loaded
+    small = img.truncate("L1")      # keep L1 only, at the byte level
+    picture = sdc.decode(small)     # PIL image; sdc.decode_array gives numpy
+
+Importing sdc stays light (no torch, no numpy, not even PIL): the API's names
+are loaded on first use (a module ``__getattr__``), and the Pillow plugin is
+registered so that after `import sdc`, `PIL.Image.open("x.sdc")` opens .sdc
+files and `im.save("x.sdc", quality=5)` writes them (the codec is loaded only
+when pixels are needed). If PIL.Image is already imported the plugin is
+registered now; otherwise right after PIL.Image is first imported, so that
+commands that never touch images (`sdc --help`, `sdc inspect`) do not pay for
+Pillow.
 """
 from __future__ import annotations
 
 import sys
+
+from .errors import BadInputError, CodecMismatchError, FormatError, SdcError, UsageError
+
+__all__ = ["encode", "decode", "decode_array", "open", "SdcImage", "SdcObject",
+           "SdcError", "UsageError", "BadInputError", "FormatError", "CodecMismatchError"]
+_API = {"encode", "decode", "decode_array", "open", "SdcImage", "SdcObject"}
+
+
+def __getattr__(name: str):
+    """The API's names, taken from sdc.api on first use, so that `import sdc` itself loads
+    only the errors and the Pillow hook."""
+    if name in _API:
+        from . import api
+
+        value = globals()[name] = getattr(api, name)
+        return value
+    raise AttributeError(f"module 'sdc' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _API)
 
 
 def _register_pillow_plugin() -> None:

@@ -1,9 +1,15 @@
-"""Pillow plugin: after `import sdc`, `Image.open("x.sdc")` opens .sdc files.
+"""Pillow plugin: after `import sdc`, `Image.open("x.sdc")` opens .sdc files and
+`im.save("x.sdc", quality=5, task=...)` writes them.
 
 Opening reads and checks the container (no torch): `im.size`, `im.mode` and
 `im.info["sdc"]` (qualities, levels present and missing, semantic metadata) are
 available at once. Pixels are decoded by sdc.pipeline (torch) when the image is
 loaded, i.e. on `im.load()`, `im.convert(...)`, `np.asarray(im)`, ...
+
+Saving goes through :func:`sdc.encode`: the keyword arguments of `im.save`
+that sdc.encode takes (quality, task, levels, regions, analyzer, effort,
+metadata, analysis_config) are passed on, Pillow's own ones are ignored. The
+image is converted to RGB first (an alpha channel is dropped).
 
 Damaged or cut-short files raise OSError with the container's one-line message,
 as Pillow does for its own formats.
@@ -36,7 +42,7 @@ class SdcImageFile(ImageFile.ImageFile):
             f = read_sdc(data)
         except FormatError as e:
             raise OSError(f"cannot open .sdc file: {e}") from None
-        self._size = (f.header.width, f.header.height)
+        self._size = f.display_size or (f.header.width, f.header.height)  # what decoding gives
         self._mode = "RGB"
         self.info["sdc"] = {
             "qualities": dict(f.header.qualities),
@@ -66,8 +72,21 @@ class SdcDecoder(ImageFile.PyDecoder):
         return -1, 0
 
 
+# The arguments of sdc.encode that `im.save(..., **params)` passes on.
+SAVE_PARAMS = ("quality", "task", "levels", "regions", "analyzer", "effort", "metadata", "analysis_config")
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    """Pillow's save handler: encode `im` with the save call's sdc parameters into `fp`."""
+    from .api import encode
+
+    params = {k: v for k, v in im.encoderinfo.items() if k in SAVE_PARAMS}
+    fp.write(encode(im, **params))
+
+
 def register() -> None:
     Image.register_open(FORMAT, SdcImageFile, _accept)
+    Image.register_save(FORMAT, _save)
     Image.register_decoder("sdc", SdcDecoder)
     Image.register_extension(FORMAT, ".sdc")
     Image.register_mime(FORMAT, "image/x-sdc")

@@ -12,7 +12,7 @@ import numpy as np
 
 from sdc.bitstream import SdcFile, SdcHeader, codec_id_matches, read_sdc, write_sdc, DEFAULT_MAX_PIXELS
 from sdc.errors import CodecMismatchError, UsageError
-from sdc.levels import DEFAULT_QUALITY, LEVELS
+from sdc.levels import DEFAULT_QUALITY, LEVELS, OBJECT_LEVELS
 
 
 @dataclass
@@ -25,7 +25,7 @@ class EncodeResult:
 
 @dataclass
 class DecodeResult:
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray  # (H, W, 3) uint8, at the display size when the file has one
     decoded_levels: tuple[str, ...]
     missing_levels: tuple[str, ...]  # asked for (or written) but not in these bytes
     sdc: SdcFile
@@ -117,18 +117,27 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
             config = {"masks": "box", **(analysis_config or {})}
         analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, config)
     t1 = time.perf_counter()
+    display_size, coded_analysis = None, analysis
+    coded_size = _coded_size(width, height, preset.coding_point(q, codec.num_qualities)[0]) if preset else None
+    if coded_size is not None:
+        # The preset codes a smaller picture (a task model's input is small); the
+        # analysis ran on the full one, where small objects are easier to find.
+        display_size = (width, height)
+        width, height = coded_size
+        rgb = np.asarray(Image.fromarray(rgb).resize(coded_size, Image.LANCZOS))
+        coded_analysis = analysis.scaled(width, height)
     grid = latent_shape(height, width)
     if preset is None:
         qualities = check_qualities(qualities if qualities is not None else {lv: q for lv in LEVELS},
                                     codec.num_qualities)
-        group_map, coded_levels, flat = analysis.group_map(*grid), LEVELS, False
+        group_map, coded_levels, flat = coded_analysis.group_map(*grid), LEVELS, False
     else:
         from sdc.task_coding import shape_regions
 
-        group_map = shape_regions(analysis, preset).group_map(*grid)
+        group_map = shape_regions(coded_analysis, preset).group_map(*grid)
         qualities = preset.qualities(q, codec.num_qualities)
         coded_levels, flat = preset.levels(), preset.background == "drop"
-        if not (levels_with_cells(group_map) & set(coded_levels)):
+        if not levels_with_cells(group_map) & set(OBJECT_LEVELS):
             # Nothing found that the task needs: the analyzer may have missed it, so
             # the whole image is coded rather than nothing.
             qualities["other"], coded_levels, flat = max(qualities.values()), LEVELS, False
@@ -145,12 +154,25 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
         region_map=coded.group_map,
         hyperprior=coded.hyperprior,
         levels={lv: data for lv, data in coded.groups.items() if lv in written},
-        metadata=analysis.metadata() if include_meta else None,
+        metadata=coded_analysis.metadata() if include_meta else None,
         missing_levels=tuple(lv for lv in written if lv not in keep),
+        display_size=display_size,
     )
     data = write_sdc(sdc)
     t3 = time.perf_counter()
     return EncodeResult(data, analysis, t3 - t0, {"analysis": t1 - t0, "codec": t2 - t1, "container": t3 - t2})
+
+
+# A picture is coded smaller only if it keeps at least this many pixels on each side.
+MIN_CODED_SIDE = 64
+
+
+def _coded_size(width: int, height: int, scale: float) -> tuple[int, int] | None:
+    """(w, h) of the picture coded at `scale`, or None to code it at full size."""
+    if scale >= 1:
+        return None
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return size if min(size) >= MIN_CODED_SIDE else None
 
 
 def levels_with_cells(region_map: np.ndarray) -> set[str]:
@@ -226,4 +248,8 @@ def decode_sdc(data: bytes, *, levels: tuple[str, ...] | None = None, composer: 
         meta = sdc.metadata or {}
         caption = next((c for c in (meta.get("caption_short"), meta.get("caption_long")) if isinstance(c, str) and c), "")
         rgb = compose(rgb, missing_pixel_mask(sdc, decoded), composer=composer, caption=caption)
+    if sdc.display_size is not None:  # coded smaller than the original (spec/FORMAT.md, DISP)
+        from PIL import Image
+
+        rgb = np.asarray(Image.fromarray(rgb).resize(sdc.display_size, Image.BICUBIC))
     return DecodeResult(rgb, decoded, missing, sdc, composer, time.perf_counter() - t0)

@@ -10,7 +10,12 @@ A task text picks a preset (:func:`preset_for`); the preset decides, for each
   there too, so it costs next to nothing and decodes flat);
 - how the objects' regions are drawn: boxes instead of masks, optionally
   grown by a margin. The region map already adds a ring of one 16-pixel cell
-  around every object, which is the context task models get.
+  around every object, which is the context task models get;
+- the size of the picture coded (:meth:`TaskPreset.coding_point`): task models
+  look at a small input (SSD-MobileNet at 300x300), so at the rates machine
+  tasks live at, a picture coded at half its size with a higher quality
+  serves them better than the full one; the file records the original size
+  and the decoder upsamples to it (spec/FORMAT.md, DISP).
 
 The numbers behind each preset are measured by `benchmarks/icm.py` (task
 accuracy against whole-file bits; benchmarks/README.md, "Coding for machines").
@@ -42,6 +47,9 @@ class TaskPreset:
     boxes: code each object's box rather than its mask.
     margin: fraction of a box's width (height) added on its left and right (top and bottom).
     margin_px: at least this many pixels added on each side.
+    scale: fraction of the width and height of the picture coded (1: the original).
+    scaled_offset: with scale < 1, `-q q` codes the smaller picture at quality q + scaled_offset,
+        as long as that quality exists; the qualities above code the original size at q.
     """
 
     name: str
@@ -51,15 +59,31 @@ class TaskPreset:
     boxes: bool = True
     margin: float = 0.0
     margin_px: float = 0.0
+    scale: float = 1.0
+    scaled_offset: int = 0
 
     def __post_init__(self):
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {self.background!r}")
         if self.margin < 0 or self.margin_px < 0:
             raise ValueError("margins must be non-negative")
+        if not 1 / 16 <= self.scale <= 1:  # the format's display size is at most 16x the coded one
+            raise ValueError(f"scale must be within 1/16..1, got {self.scale}")
+
+    def coding_point(self, q: int, num_qualities: int) -> tuple[float, int]:
+        """(scale, quality) of the picture coded for `-q q`.
+
+        The smaller picture at q + scaled_offset while that quality exists, then the
+        original at q: rate still grows with q, since the original at the lowest q
+        reached this way costs more than the smaller picture at the top quality
+        (tests/test_task_coding.py checks it on real images)."""
+        if self.scale < 1 and q + self.scaled_offset <= num_qualities:
+            return self.scale, q + self.scaled_offset
+        return 1.0, q
 
     def qualities(self, q: int, num_qualities: int) -> dict[str, int]:
         """Every level's quality for `-q q` (the background's too, though it is coded only with "code")."""
+        q = self.coding_point(q, num_qualities)[1]
         out = {lv: _clamp(q + off, num_qualities) for lv, off in zip(OBJECT_LEVELS, self.level_offsets)}
         # Not coded: the background takes the top object quality, so it neither raises
         # ẑ's quality (the highest of any position) nor changes the prediction's gain.
@@ -80,7 +104,11 @@ def _clamp(q: int, num_qualities: int) -> int:
 
 
 PRESETS: dict[str, TaskPreset] = {
-    "object detection": TaskPreset("object detection"),
+    # SSD-class detectors look at about 300x300 pixels: half the size at two qualities
+    # up gives them more per bit, and then the background coded at q-3 more than the
+    # hyperprior's prediction of it (benchmarks/README.md, "Coding for machines").
+    "object detection": TaskPreset("object detection", background="code", background_offset=-3,
+                                   scale=0.5, scaled_offset=2),
     "classification": TaskPreset("classification", background="code", background_offset=-3),
     # A segmenter labels every pixel, the background too: left to the hyperprior's
     # blurred prediction, the background is mislabelled (benchmarks/README.md).

@@ -1021,3 +1021,56 @@ def test_fuzz_reader_only_raises_format_errors(data):
             fn(buf)
         except FormatError as e:
             assert str(e) and "\n" not in str(e)
+
+
+# ------------------------------------------------------------------ DISP (2.1)
+def test_display_size_round_trip_and_version():
+    from dataclasses import replace as dc_replace
+
+    plain = sample_file()  # 150 x 70
+    data = write_sdc(dc_replace(plain, display_size=(300, 139)))
+    assert data[8:10] == bytes([2, 1])  # DISP makes the file 2.1
+    assert len(data) == len(write_sdc(plain)) + 11  # count, type, length, CRC; two 2-byte varints
+    f = read_sdc(data)
+    assert f.display_size == (300, 139) and (f.header.width, f.header.height) == (150, 70)
+    assert read_sdc(write_sdc(plain)).display_size is None
+    # truncation keeps it; a file cut short loses it (it comes last) and decodes at its coded size
+    assert read_sdc(truncate_sdc(data, ("L1",))).display_size == (300, 139)
+    cut = read_sdc(data[:-1])
+    assert cut.display_size is None and cut.levels == f.levels
+    d = describe_sdc(data)
+    assert d["display_size"] == [300, 139] and d["chunks"][-1]["name"] == "DISP"
+    assert d["bpp"] == pytest.approx(8 * len(data) / (300 * 139))  # bits per pixel of the picture shown
+
+
+@pytest.mark.parametrize("display, problem", [((149, 70), "from the coded size"), ((150, 69), "from the coded size"),
+                                              ((2401, 70), "16 times"), ((150, 1121), "16 times")])
+def test_display_size_out_of_range_is_refused(display, problem):
+    from dataclasses import replace as dc_replace
+
+    with pytest.raises(ValueError, match=problem):
+        write_sdc(dc_replace(sample_file(), display_size=display))
+    # the same payload written by hand is a damaged DISP chunk for a reader
+    from sdc.bitstream.wire import put_varint
+
+    good = write_sdc(dc_replace(sample_file(), display_size=(150, 70)))
+    payload = bytearray()
+    put_varint(payload, display[0])
+    put_varint(payload, display[1])
+    bad = set_chunk(good, "0x80", bytes(payload))
+    with pytest.raises(FormatError, match=problem) as e:
+        read_sdc(bad)
+    assert e.value.chunk == "DISP"
+    assert any(problem in p for p in describe_sdc(bad)["problems"])
+
+
+def test_display_size_is_bounded_by_the_pixel_limit_and_absent_from_format_1():
+    from dataclasses import replace as dc_replace
+
+    data = write_sdc(dc_replace(sample_file(), display_size=(1500, 700)))
+    assert read_sdc(data, max_pixels=1500 * 700).display_size == (1500, 700)
+    with pytest.raises(FormatError, match="over the limit"):
+        read_sdc(data, max_pixels=1500 * 700 - 1)
+    with pytest.raises(ValueError, match="format 1 has no display size"):
+        write_sdc(dc_replace(sample_file(), display_size=(300, 140)), version=1)
+

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 import sdc
-from sdc import cli as cli_module
+from sdc.cli import io as cli_io
+from sdc.cli import options as cli_options
 from sdc import pipeline as real_pipeline
 from sdc.bitstream import DEFAULT_MAX_PIXELS, read_sdc, truncate_sdc
 from sdc.cli import cli
@@ -357,7 +358,7 @@ def test_interrupt_while_writing_removes_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
-        cli_module._write_output(str(tmp_path / "x.sdc"), b"data", force=False)
+        cli_io.write_output(str(tmp_path / "x.sdc"), b"data", force=False)
     assert os.listdir(tmp_path) == []
 
 
@@ -368,8 +369,8 @@ def test_refuses_binary_to_terminal(monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", TTY())
     with pytest.raises(sdc.errors.UsageError, match="terminal"):
-        cli_module._plan_outputs(("a.png",), "-", ".sdc", False)
-    assert cli_module._plan_outputs(("a.png",), "-", ".json", False, binary=False) == ["-"]
+        cli_io.plan_outputs(("a.png",), "-", ".sdc", False)
+    assert cli_io.plan_outputs(("a.png",), "-", ".json", False, binary=False) == ["-"]
 
 
 @pytest.mark.parametrize("args, what", [
@@ -404,6 +405,66 @@ def test_missing_input_is_bad_input(tmp_path):
     assert r.exit_code == 2 and "is a directory" in one_error_line(r)
 
 
+def test_decode_of_a_non_sdc_file_says_so(spy, images, tmp_path):
+    """The input's magic bytes are read first: a PNG given to decode is reported as not an
+    .sdc file, not as an output (a.png) that would overwrite it."""
+    a = images[0]
+    before = a.read_bytes()
+    r = run(["decode", a])
+    assert r.exit_code == 2, r.stderr
+    line = one_error_line(r)
+    assert "not an sdc file" in line and "PNG" in line and line.count(str(a)) == 1
+    assert "own input" not in line and a.read_bytes() == before and spy == []
+    # in a batch the other inputs still decode
+    run(["encode", images[1], "-o", tmp_path / "b.sdc", "--regions", _regions(tmp_path, 64, 64)])
+    r = run(["decode", a, tmp_path / "b.sdc", "-o", f"{tmp_path}/dec/"])
+    assert r.exit_code == 2 and "not an sdc file" in one_error_line(r)
+    assert os.listdir(tmp_path / "dec") == ["b.png"]
+    r = run(["truncate", a, "--levels", "L1", "-o", a])
+    assert r.exit_code == 2 and "not an sdc file" in one_error_line(r) and a.read_bytes() == before
+
+
+def test_encode_of_an_sdc_file_says_so(spy, images, tmp_path):
+    run(["encode", images[1], "-o", tmp_path / "b.sdc", "--regions", _regions(tmp_path, 64, 64)])
+    spy.clear()
+    r = run(["encode", tmp_path / "b.sdc"])
+    assert r.exit_code == 2 and "already an .sdc file" in one_error_line(r) and spy == []
+
+
+@pytest.mark.parametrize("args, what", [
+    (["encode", "a.png", "-q", "99"], "out of range"),
+    (["encode", "a.png", "--quality", "other=99"], "out of range"),
+    (["encode", "a.png", "-e", "9"], "effort must be"),
+    (["encode", "a.png", "--analyzer", "nonsense"], "unknown analyzer"),
+    (["encode", "a.png", "--regions", "missing.json"], "no such file"),
+    (["decode", "a.sdc", "--composer", "paint"], "unknown composer"),
+    (["analyze", "a.png", "-o", "a.sdc", "--analyzer", "nonsense"], "unknown analyzer"),
+])
+def test_arguments_are_checked_before_outputs(spy, images, tmp_path, args, what):
+    """Every argument is checked before any output is planned: a bad one is reported even
+    when the output already exists (without --force)."""
+    (tmp_path / "a.sdc").write_bytes(b"precious")
+    (tmp_path / "a.png").write_bytes(b"precious")
+    r = run(args, cwd=tmp_path)
+    assert r.exit_code in (1, 2), r.stderr
+    assert what in one_error_line(r) and "exists" not in one_error_line(r)
+    assert (tmp_path / "a.sdc").read_bytes() == b"precious" and spy == []
+
+
+def test_analyzer_help_lists_the_analyzers():
+    from sdc.analysis import ANALYZERS
+
+    assert tuple(ANALYZERS) == cli_options.ANALYZERS
+    for cmd in ("encode", "analyze"):
+        r = run([cmd, "--help"])
+        assert r.exit_code == 0 and ", ".join(ANALYZERS) in " ".join(r.stdout.split())
+
+
+def test_every_command_documents_an_example():
+    for name, command in cli.commands.items():
+        assert "Examples:" in command.help and f"sdc {name} " in command.help, name
+
+
 def test_internal_error_one_line_and_debug_traceback(images, tmp_path, monkeypatch):
     def broken(*a, **kw):
         raise RuntimeError("kaboom")
@@ -426,7 +487,7 @@ def test_huge_image_header_rejected(spy, images, tmp_path):
     assert spy == []  # the decoder was never called
     r = run(["encode", images[0], "--max-pixels", 100, "-o", tmp_path / "y.sdc"])
     assert r.exit_code == 2 and "over the limit" in one_error_line(r)
-    assert cli_module.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
+    assert cli_options.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS
 
 
 # ------------------------------------------------------------------ inspect / truncate
@@ -575,3 +636,19 @@ def test_pillow_plugin_opens_sdc(spy, images, tmp_path):
     from sdc.bitstream import MAGIC
 
     assert pillow_plugin.MAGIC == MAGIC
+
+
+# ------------------------------------------------------------------ layout
+def test_cli_and_api_modules_stay_small():
+    """One module per command, each short enough to read: at most 400 lines a module and
+    80 a function."""
+    import ast
+    from pathlib import Path
+
+    root = Path(sdc.__file__).parent
+    for path in sorted([*(root / "cli").glob("*.py"), *(root / "api").glob("*.py")]):
+        text = path.read_text()
+        assert text.count("\n") <= 400, path
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno < 80, (path, node.name)

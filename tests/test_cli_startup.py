@@ -47,7 +47,22 @@ def test_import_sdc_cli_is_light(tmp_path):
     assert p.stdout.decode().strip() == ""
 
 
-@pytest.mark.parametrize("args", [["--help"], ["inspect", "--help"], ["--version"]])
+def test_import_sdc_and_its_api_is_light(tmp_path):
+    """`import sdc` and looking up the API (sdc.encode, sdc.open, ...) import no codec, no
+    analysis, not even numpy or PIL: those load when an image is encoded or decoded."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    code = ("import sys, time; t0 = time.perf_counter(); import sdc\n"
+            "api = [getattr(sdc, n) for n in sdc.__all__]\n"
+            "import sdc.api\n"
+            "print(','.join(m for m in %r if m in sys.modules)); print(time.perf_counter() - t0)" % (HEAVY,))
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    heavy, seconds = p.stdout.decode().split("\n")[:2]
+    assert heavy == "" and float(seconds) < 1
+
+
+@pytest.mark.parametrize("args", [["--help"], ["inspect", "--help"], ["--version"], ["encode", "--help"],
+                                  ["decode", "--help"], ["analyze", "--help"], ["truncate", "--help"]])
 def test_help_imports_nothing_heavy(tmp_path, args):
     p, heavy, elapsed = run_probe(args, tmp_path)
     assert p.returncode == 0 and heavy == ""

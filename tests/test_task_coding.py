@@ -47,12 +47,24 @@ def test_task_texts_pick_presets():
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_is_monotone_in_q(name):
+    """At one picture size, no level's quality drops as q grows; the size never shrinks."""
     preset, n = PRESETS[name], default_codec().num_qualities
-    table = [preset.qualities(q, n) for q in range(1, n + 1)]
-    for lv in LEVELS:
-        column = [t[lv] for t in table]
-        assert column == sorted(column) and all(1 <= v <= n for v in column), (lv, column)
-    assert table[-1]["L1"] == n  # the top of -q reaches the codec's top quality
+    points = [preset.coding_point(q, n) for q in range(1, n + 1)]
+    assert [s for s, _ in points] == sorted(s for s, _ in points)
+    table = [(s, preset.qualities(q, n)) for q, (s, _) in zip(range(1, n + 1), points)]
+    for scale in {s for s, _ in points}:
+        for lv in LEVELS:
+            column = [t[lv] for s, t in table if s == scale]
+            assert column == sorted(column) and all(1 <= v <= n for v in column), (scale, lv, column)
+    assert points[-1] == (1.0, n)  # the top of -q codes the original at the codec's top quality
+
+
+def test_scaled_coding_points():
+    p = TaskPreset("t", scale=0.5, scaled_offset=2)
+    assert [p.coding_point(q, 8) for q in range(1, 9)] == [(0.5, q) for q in range(3, 9)] + [(1.0, 7), (1.0, 8)]
+    assert p.qualities(1, 8)["L1"] == 3 and p.qualities(7, 8)["L1"] == 7
+    with pytest.raises(ValueError):
+        TaskPreset("t", scale=0.01)
 
 
 def test_qualities_follow_the_offsets():
@@ -85,16 +97,43 @@ def _encode(rgb, analysis, preset, q):
     return pipeline.encode_image(rgb, q=q, analysis=analysis, preset=preset).data
 
 
-def test_detection_preset_codes_objects_only_and_is_monotone(coco_image):
+def test_detection_preset_is_monotone_in_rate(coco_image):
+    """Half the size at q + 2 up to the top quality, then the original at q: the files grow with q."""
     rgb, gt = coco_image
-    preset = PRESETS["object detection"]
+    preset, n = PRESETS["object detection"], default_codec().num_qualities
     sizes = []
-    for q in range(1, default_codec().num_qualities + 1):
+    for q in range(1, n + 1):
         data = _encode(rgb, gt, preset, q)
         f = read_sdc(data)
-        assert f.header.qualities["L1"] == q
+        scale, quality = preset.coding_point(q, n)
+        assert f.header.qualities["L1"] == quality
+        assert (f.header.width, f.header.height) == (round(320 * scale), round(240 * scale))
+        assert f.display_size == (None if scale == 1 else (320, 240))
         sizes.append(len(data))
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes
+
+
+def test_scaled_file_decodes_at_the_original_size(coco_image):
+    rgb, gt = coco_image
+    data = _encode(rgb, gt, PRESETS["object detection"], 4)
+    f = read_sdc(data)
+    assert (f.header.width, f.header.height, f.display_size) == (160, 120, (320, 240))
+    decoded = pipeline.decode_sdc(data)
+    assert decoded.rgb.shape == rgb.shape and decoded.missing_levels == ()
+    err = (decoded.rgb.astype(float) - rgb) ** 2
+    assert 10 * np.log10(255 ** 2 / err.mean()) > 22  # a faithful, if softer, picture
+    # META's boxes describe the coded picture; the API gives them in the decoded one
+    import sdc
+
+    meta_box = f.metadata["objects"][0]["box"]
+    api_box = sdc.open(data).objects[0].box
+    assert api_box == pytest.approx([2 * v for v in meta_box])
+    assert api_box == pytest.approx(gt.objects[0].box, abs=2.5)  # quantised in META (a byte per coordinate)
+
+
+def test_hyperprior_background_codes_objects_only(coco_image):
+    rgb, gt = coco_image
+    preset = PRESETS["object detection"].with_changes(background="hyperprior", scale=1.0)
     f = read_sdc(_encode(rgb, gt, preset, 3))
     assert "other" not in f.levels and "other" not in f.missing_levels  # not coded, so not missing either
     decoded = pipeline.decode_sdc(_encode(rgb, gt, preset, 3))
@@ -107,7 +146,7 @@ def test_detection_preset_codes_objects_only_and_is_monotone(coco_image):
 def test_drop_flattens_the_hyperprior_outside_the_objects(coco_image):
     rgb, _ = coco_image
     one = Analysis(320, 240, [DetectedObject(0, "dog", (8, 8, 56, 56), 0.9, "L1")])  # far from most z cells
-    drop = PRESETS["object detection"].with_changes(background="drop", margin=0.0, margin_px=0.0)
+    drop = PRESETS["object detection"].with_changes(background="drop", margin=0.0, margin_px=0.0, scale=1.0)
     data = _encode(rgb, one, drop, 4)
     f = read_sdc(data)
     z = pipeline.decode_symbols(data)["hyperprior"]
@@ -127,7 +166,7 @@ def test_no_object_found_codes_the_whole_image(coco_image):
     rgb, _ = coco_image
     data = _encode(rgb, Analysis(320, 240, []), PRESETS["object detection"], 2)
     f = read_sdc(data)
-    assert list(f.levels) == ["other"] and f.header.qualities["other"] == 2
+    assert list(f.levels) == ["other"] and f.header.qualities["other"] == 4  # half the size, at 2 + 2
 
 
 def test_hand_qualities_turn_the_preset_off(coco_image):

@@ -7,7 +7,7 @@ write analyses without loading any model. The JSON schema written by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -233,6 +233,22 @@ class Analysis:
         return md
 
     # ---------------------------------------------------------- region map
+    def scaled(self, width: int, height: int) -> "Analysis":
+        """This analysis for the image resized to width x height: boxes scaled, masks
+        resized by nearest neighbour."""
+        from PIL import Image
+
+        sx, sy = width / self.width, height / self.height
+        objects = []
+        for o in self.objects:
+            x0, y0, x1, y1 = o.box
+            mask = None
+            if o.mask is not None:
+                small = Image.fromarray(np.asarray(o.mask, np.uint8) * 255).resize((width, height), Image.NEAREST)
+                mask = np.asarray(small) > 127
+            objects.append(replace(o, box=(x0 * sx, y0 * sy, x1 * sx, y1 * sy), mask=mask))
+        return replace(self, width=width, height=height, objects=objects)
+
     def group_map(self, latent_h: int, latent_w: int, stride: int = 16, dilation: int = 1) -> np.ndarray:
         """uint8 (latent_h, latent_w) map of levels: L1=0, L2=1, L3=2, other=3.
 

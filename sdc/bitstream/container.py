@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..errors import FormatError
 from ..levels import LEVELS
 from .crc import crc32c
+from .display import DISP_NAME, DISP_TYPE, decode_display_size, encode_display_size
 from .metadata import decode_metadata, encode_metadata, minor_version, summarize_metadata
 from .regionmap import decode_cells, decode_region_map, encode_region_map, grid_size
 from .wire import Reader, put_varint
@@ -75,6 +76,7 @@ class SdcFile:
     levels: dict[str, bytes]   # substreams present (complete), keys in LEVELS order
     metadata: dict | None = None
     missing_levels: tuple[str, ...] = ()  # written by the encoder but not in these bytes
+    display_size: tuple[int, int] | None = None  # (w, h) to upsample the decode to (DISP chunk, 2.1)
 
 
 class _Fields(NamedTuple):
@@ -205,11 +207,12 @@ class _LayoutV2:
 
     @staticmethod
     def type_text(code: bytes) -> str:
-        return _NAMES[2].get(code) or f"0x{code[0]:02x}"
+        return _NAMES[2].get(code) or _EXTRA_NAMES.get(code) or f"0x{code[0]:02x}"
 
 
 _LAYOUTS = {1: _LayoutV1(), 2: _LayoutV2()}
 _NAMES = {major: {code: name for name, code in layout.types.items()} for major, layout in _LAYOUTS.items()}
+_EXTRA_NAMES = {DISP_TYPE: DISP_NAME}  # the extra chunks this sdc knows (format 2.1)
 
 
 def chunk_name(ctype: bytes) -> str:
@@ -401,7 +404,8 @@ def read_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SdcFile:
     """
     parsed = _parse(data, max_pixels)
     view = memoryview(data).cast("B")
-    by_name = _known(parsed, _usable(view, parsed))
+    usable = _usable(view, parsed)
+    by_name = _known(parsed, usable)
     h = parsed.header
     major = parsed.version[0]
 
@@ -414,7 +418,21 @@ def read_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> SdcFile:
     levels = {lv: bytes(payload(lv)) for lv in LEVELS if lv in by_name}
     missing = tuple(lv for lv in parsed.written if lv not in levels)
     return SdcFile(header=h, region_map=region_map, hyperprior=bytes(payload("HYPR")),
-                   levels=levels, metadata=metadata, missing_levels=missing)
+                   levels=levels, metadata=metadata, missing_levels=missing,
+                   display_size=_display_size(parsed, view, usable, max_pixels))
+
+
+def _display_size(parsed: _Parsed, view: memoryview, usable: list[_Chunk],
+                  max_pixels: int | None) -> tuple[int, int] | None:
+    """The DISP chunk's size, if the file has a complete one (it comes last: a file cut
+    short loses it before anything else and then decodes at its coded size)."""
+    if parsed.version[0] != 2:
+        return None
+    for c in usable:
+        if c.code == DISP_TYPE:
+            h = parsed.header
+            return decode_display_size(view[c.offset:c.offset + c.length], h.width, h.height, max_pixels)
+    return None
 
 
 def _check_header(h: SdcHeader, version: int) -> None:
@@ -455,15 +473,20 @@ def write_sdc(f: SdcFile, *, version: int = VERSION_MAJOR) -> bytes:
     bodies.append(("RMAP", encode_region_map(f.region_map, version=version)))
     bodies.append(("HYPR", bytes(f.hyperprior)))
     bodies += [(lv, bytes(f.levels[lv])) for lv in LEVELS if lv in f.levels]
+    if f.display_size is not None:
+        if version != 2:
+            raise ValueError("format 1 has no display size")
+        bodies.append((DISP_NAME, encode_display_size(f.display_size, h.width, h.height)))
     if any(len(body) > 0xFFFFFFFF for _, body in bodies):
         raise ValueError("chunk longer than 4 GiB")
     written = tuple(lv for lv in LEVELS if lv in f.levels or lv in f.missing_levels)
     layout = _LAYOUTS[version]
+    types = {**layout.types, DISP_NAME: DISP_TYPE}
     fields = _Fields(h.width, h.height, bytes(h.codec_id[:layout.codec_id_size]),
                      tuple(h.qualities[lv] for lv in LEVELS),
                      sum(1 << i for i, lv in enumerate(LEVELS) if lv in written),
-                     [(layout.types[name], len(body), crc32c(body)) for name, body in bodies])
-    minor = minor_version(f.metadata) if version == 2 else 0
+                     [(types[name], len(body), crc32c(body)) for name, body in bodies])
+    minor = max(minor_version(f.metadata), int(f.display_size is not None)) if version == 2 else 0
     return layout.build((version, minor), fields) + b"".join(body for _, body in bodies)
 
 
@@ -499,7 +522,8 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
     Header problems raise FormatError; damaged or missing chunks are reported in
     "problems" (and per chunk) instead, so a damaged file can still be inspected.
     Every bpp counts whole files: per level, "bpp" is the size of the file
-    `sdc truncate` would make keeping the present levels up to this one.
+    `sdc truncate` would make keeping the present levels up to this one. Pixels
+    are the display size's when the file has one (the picture a user gets).
     """
     parsed = _parse(data, max_pixels)
     view = memoryview(data).cast("B")
@@ -531,6 +555,12 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
         if required not in by_name:
             problems.append(f"chunk {required} is not usable: no level can be decoded")
 
+    display = None
+    try:
+        display = _display_size(parsed, view, usable, max_pixels)
+    except FormatError as e:
+        problems.append(str(e))
+
     metadata = None
     if "META" in by_name:
         try:
@@ -547,6 +577,8 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
         except FormatError as e:
             problems.append(str(e))
 
+    # bits per pixel of the picture a user gets: the display size when the file has one
+    shown = display[0] * display[1] if display else pixels
     # bpp per level: the size of the file `sdc truncate` makes keeping the present levels up to it
     non_level = [c for c in usable if c.level is None]
     in_index = {c.level for c in parsed.chunks if c.level and c.code in parsed.layout.types.values()}
@@ -559,7 +591,7 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
             c = by_name[lv]
             kept.append(c)
             size = len(parsed.header_bytes(kept)) + sum(k.length for k in kept)
-            info.update(status="present", bytes=c.length, cumulative_bytes=size, bpp=8 * size / pixels)
+            info.update(status="present", bytes=c.length, cumulative_bytes=size, bpp=8 * size / shown)
         elif lv not in parsed.written:
             info.update(status="not written")
         elif lv not in in_index:
@@ -576,7 +608,8 @@ def describe_sdc(data, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
         "complete_file_bytes": parsed.total_length,
         "width": h.width,
         "height": h.height,
-        "bpp": 8 * len(view) / pixels,
+        "display_size": None if display is None else list(display),
+        "bpp": 8 * len(view) / shown,
         "codec_id": h.codec_id.hex(),
         "qualities": dict(h.qualities),
         "written_levels": list(parsed.written),

@@ -1,0 +1,80 @@
+"""`sdc decode`: .sdc files (or prefixes of them) -> images, through sdc.api.
+
+Order of work: the options are checked, then each input's magic bytes (an
+input that is not an .sdc file is reported as such and gets no output), then
+every output is planned; only then is anything decoded or written.
+"""
+from __future__ import annotations
+
+import click
+
+from .io import STDIO, image_bytes, plan_outputs, read_input, refuse_non_sdc, sniff, write_output
+from .options import force_option, max_pixels_option, parse_level_option, quiet_option
+from .report import console, escape_names, fmt_bytes, run_batch, warn
+
+
+@click.command("decode")
+@click.argument("inputs", nargs=-1, required=True, metavar="IN...")
+@click.option("-o", "--output", metavar="OUT",
+              help="Output image, directory (ending in '/') for many inputs, or '-' for PNG on "
+                   "stdout. Default: IN with the suffix .png (stdout for stdin).")
+@click.option("--levels", "levels_spec", default="all", show_default=True, metavar="L1|L1,L2|all",
+              help="Decode only these levels (the others are composed from what is present).")
+@click.option("--composer", metavar="NAME", default=None,
+              help="How to fill the regions of missing levels: none, smooth, diffusion or auto.")
+@force_option
+@quiet_option
+@max_pixels_option
+def command(inputs, output, levels_spec, composer, force, quiet, max_pixels):
+    """Decode .sdc files (or prefixes of them) into images.
+
+    \b
+    Examples:
+      sdc decode photo.sdc                          # -> photo.png
+      sdc decode photo.sdc --levels L1 --composer smooth -o photo_L1.jpg
+      sdc decode in/*.sdc -o out/
+      head -c 3000 photo.sdc | sdc decode - -o partial.png
+    """
+    from sdc import api
+
+    levels = parse_level_option(levels_spec, "--levels")
+    settings = api.decode_settings(levels=levels, composer=composer)
+    rejected = sniff(inputs, refuse_non_sdc)
+    outs = plan_outputs(inputs, output, ".png", force, skip=rejected)
+
+    def one(src: str, dst: str, label: str) -> dict:
+        data = read_input(src)
+        result = api.decode_result(data, settings, max_pixels=max_pixels)
+        write_output(dst, image_bytes(result.rgb, dst), force)
+        missing = tuple(result.missing_levels)
+        if missing:
+            warn(f"{label}: levels {', '.join(missing)} missing from the file "
+                 f"(truncated or dropped); decoded {', '.join(result.decoded_levels) or 'none'}")
+        header = result.sdc.header
+        return {
+            "file": label, "output": "<stdout>" if dst == STDIO else dst,
+            "size": len(data), "bpp": 8 * len(data) / (header.width * header.height),
+            "size_px": f"{header.width}x{header.height}",
+            "decoded": ",".join(result.decoded_levels) or "none",
+            "missing": ",".join(missing) or "-",
+            "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
+        }
+
+    con = console(stderr=True)
+    rows, worst = run_batch(con, "decoding", inputs, outs, one, rejected)
+    if rows and not quiet:
+        _table(con, rows)
+    return worst
+
+
+def _table(con, rows: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="sdc decode", title_justify="left")
+    for col, just in (("file", "left"), ("output", "left"), ("size", "right"), ("bytes", "right"),
+                      ("bpp", "right"), ("decoded", "left"), ("missing", "left"), ("s", "right")):
+        t.add_column(col, justify=just, overflow="fold")
+    for r in escape_names(rows, "file", "output"):
+        t.add_row(r["file"], r["output"], r["size_px"], fmt_bytes(r["size"]), f"{r['bpp']:.4f}",
+                  r["decoded"], r["missing"], f"{r['seconds']:.2f}" if r["seconds"] else "-")
+    con.print(t)

@@ -1,0 +1,134 @@
+"""`sdc encode`: images -> .sdc files, through sdc.api (the same checks and mapping as `sdc.encode`).
+
+Order of work: every option is checked (qualities against the codec,
+levels, analyzer, effort, the --regions file), then the inputs' first bytes,
+then every output is planned; only then is any image read or file written.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sdc.levels import DEFAULT_QUALITY, LEVELS
+
+from .io import STDIO, plan_outputs, read_input, sniff, write_output
+from .options import (analysis_config, analyzer_option, force_option, lmm_options, max_pixels_option,
+                      parse_level_option, parse_quality_options, quiet_option)
+from .report import console, escape_names, fmt_bytes, run_batch, warn
+
+EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is; 2 to 4 refine it by gradient "
+               "descent first (2: 20 steps on y; 3: that, and 20 steps on z and y then 20 on y; 4: as 3, and 80 "
+               "finer steps on y from each start) and keep the cheapest file; effort 2 saves about 6% BD-rate on "
+               "photos at about 50x the encode time, effort 4 takes 3x effort 3's (benchmarks/README.md). "
+               "Decoders cannot tell.")
+
+
+@click.command("encode")
+@click.argument("inputs", nargs=-1, required=True, metavar="IN...")
+@click.option("-o", "--output", metavar="OUT",
+              help="Output file, directory (ending in '/') for many inputs, or '-' for stdout. "
+                   "Default: IN with the suffix .sdc (stdout for stdin).")
+@click.option("-q", "q", type=int, metavar="N", default=None,
+              help=f"Quality 1..N (default {DEFAULT_QUALITY}): of every level, or with --task, as the task's "
+                   "preset spreads it over the levels and the background.")
+@click.option("--quality", "quality_spec", metavar="L1=7,other=2",
+              help="Quality per level by hand, over -q; turns the task's preset off.")
+@click.option("--levels", "levels_spec", default="all", show_default=True, metavar="L1,L2|all",
+              help="Keep only these levels' substreams.")
+@click.option("--regions", "regions", metavar="FILE",
+              help="Use these regions instead of running the analyzer: sdc analysis JSON "
+                   "(from 'sdc analyze') or COCO-style annotations (boxes, polygons, RLE).")
+@analyzer_option
+@click.option("--task", metavar="TEXT",
+              help="What the decoded image is for: 'object detection', 'classification', 'segmentation', "
+                   "or any text such as 'count the cars' (coded as for detection). Picks the labels to find "
+                   "and how to code them (README, 'Coding for a task').")
+@lmm_options
+@click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
+@click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..4", help=EFFORT_HELP)
+@force_option
+@quiet_option
+@max_pixels_option
+def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task, lmm_url, lmm_model, no_meta,
+            effort, force, quiet, max_pixels):
+    """Encode images (PNG, JPEG, ...) into .sdc files.
+
+    \b
+    Examples:
+      sdc encode photo.png                              # -> photo.sdc, every level at quality 5
+      sdc encode a.png b.png -o out/ -q 3 --task "object detection"
+      sdc encode photo.png --quality L1=7,other=2 -o photo.sdc
+      sdc analyze photo.png -o r.json && sdc encode photo.png --regions r.json
+    """
+    from sdc import api
+
+    quality = parse_quality_options(q, quality_spec)
+    keep = parse_level_option(levels_spec, "--levels")
+    settings = api.encode_settings(quality=quality, task=task, levels=keep, analyzer=analyzer, effort=effort,
+                                   metadata=not no_meta, analysis_config=analysis_config(lmm_url, lmm_model))
+    regions_json = None if regions is None else api.read_regions(regions, what="--regions")
+    rejected = sniff(inputs, api.refuse_sdc)
+    outs = plan_outputs(inputs, output, ".sdc", force, skip=rejected)
+
+    def one(src: str, dst: str, label: str) -> dict:
+        image = api.read_image(read_input(src), label, max_pixels)
+        result = api.encode_result(image, settings, regions=regions_json, max_pixels=max_pixels,
+                                   file_name=None if src == STDIO else Path(src).name)
+        write_output(dst, result.data, force)
+        return _row(label, dst, result, regions is not None)
+
+    con = console(stderr=True)
+    rows, worst = run_batch(con, "encoding", inputs, outs, one, rejected)
+    if rows and not quiet:
+        _table(con, rows)
+    return worst
+
+
+def _row(label: str, dst: str, result, from_regions: bool) -> dict:
+    """The summary-table row of one encoded file; prints the analysis' warnings."""
+    from sdc.bitstream import describe_sdc
+
+    info = describe_sdc(result.data, max_pixels=None)
+    used = result.analysis
+    for w in getattr(used, "warnings", None) or ():
+        warn(f"{label}: {w}")
+    return {
+        "file": label, "output": "<stdout>" if dst == STDIO else dst,
+        "size": len(result.data), "bpp": info["bpp"],
+        "levels": {lv: info["levels"][lv].get("bytes") for lv in LEVELS},
+        "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
+        "analyzer": getattr(used, "analyzer", None) or ("regions file" if from_regions else "-"),
+        "objects": len(getattr(used, "objects", None) or ()),
+    }
+
+
+def _table(con, rows: list[dict]) -> None:
+    from rich.table import Table
+
+    rows = escape_names(rows, "file", "output", "analyzer")
+    analyzers = sorted({r["analyzer"] for r in rows})
+    per_row = len(analyzers) > 1
+    t = Table(title="sdc encode", title_justify="left",
+              caption=None if per_row else f"analyzer: {analyzers[0]}", caption_justify="left")
+    t.add_column("file", overflow="fold")
+    t.add_column("output", overflow="fold")
+    t.add_column("bytes", justify="right", no_wrap=True)
+    t.add_column("bpp", justify="right", no_wrap=True)
+    for lv in LEVELS:
+        t.add_column(lv, justify="right", no_wrap=True)
+    t.add_column("objects", justify="right", no_wrap=True)
+    t.add_column("s", justify="right", no_wrap=True)
+    if per_row:
+        t.add_column("analyzer", overflow="fold")
+    for r in rows:
+        t.add_row(r["file"], r["output"], fmt_bytes(r["size"]), f"{r['bpp']:.4f}",
+                  *(fmt_bytes(r["levels"][lv]) for lv in LEVELS), str(r["objects"]),
+                  f"{r['seconds']:.2f}", *([r["analyzer"]] if per_row else []))
+    if len(rows) > 1:
+        total = sum(r["size"] for r in rows)
+        t.add_section()
+        t.add_row(f"{len(rows)} files", "", fmt_bytes(total), "", *("" for _ in LEVELS),
+                  str(sum(r["objects"] for r in rows)), f"{sum(r['seconds'] for r in rows):.2f}",
+                  *([""] if per_row else []))
+    con.print(t)

@@ -1,0 +1,182 @@
+"""Inputs and outputs of the commands: reading (stdin or files), planning every
+output before any work starts, and writing atomically.
+
+An output is written to a temporary file in its directory, synced, then
+linked (or, with --force, renamed) into place: a reader never sees a partial
+file, and an existing file is never replaced without --force, even one that
+appears while sdc works.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Collection, Sequence
+
+from sdc.errors import SdcError, UsageError
+
+STDIO = "-"
+
+
+def label_of(path: str) -> str:
+    """How messages and tables name an input."""
+    return "<stdin>" if path == STDIO else path
+
+
+def read_input(path: str, what: str = "input") -> bytes:
+    """The bytes of an input file, or of stdin for '-'."""
+    if path == STDIO:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError(f"{what} '-' is the terminal: pipe data in or name a file")
+        return sys.stdin.buffer.read()
+    from sdc.api import read_file
+
+    return read_file(path)
+
+
+def read_head(path: str, n: int = 8) -> bytes | None:
+    """The first `n` bytes of an input file; None for stdin or a file that cannot be read
+    (reading it in full reports why)."""
+    if path == STDIO:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return None
+
+
+def sniff(inputs: Sequence[str], check: Callable[[bytes, str], None]) -> dict[str, SdcError]:
+    """Inputs whose first bytes already show they are the wrong kind of file, with the error
+    `check(head, label)` raised for them. Their outputs are then not planned: a wrong input
+    is reported as such, not as an output that would overwrite it."""
+    rejected: dict[str, SdcError] = {}
+    for src in inputs:
+        head = read_head(src)
+        if head is None:
+            continue
+        try:
+            check(head, label_of(src))
+        except SdcError as e:
+            rejected[src] = e
+    return rejected
+
+
+def refuse_non_sdc(head: bytes, label: str) -> None:
+    """The container's own error (e.g. "not an sdc file (it looks like a PNG)") for a file
+    whose first bytes are not the sdc magic; those bytes are all that decides it."""
+    from sdc.bitstream import is_sdc, read_header
+
+    if not is_sdc(head):
+        read_header(head, max_pixels=None)
+
+
+def is_dir_target(out: str) -> bool:
+    return out.endswith(("/", os.sep)) or Path(out).is_dir()
+
+
+def _output_names(inputs: Sequence[str], output: str | None, ext: str) -> list[str]:
+    """Where each input goes: -o as given, a file in the -o directory, or the input with `ext`."""
+    outs = []
+    for src in inputs:
+        if output == STDIO or (output is None and src == STDIO):
+            outs.append(STDIO)
+            continue
+        name = "stdin" + ext if src == STDIO else Path(src).stem + ext
+        if output is None:
+            outs.append(str(Path(src).with_name(name)))
+        elif is_dir_target(output):
+            outs.append(str(Path(output) / name))
+        else:
+            outs.append(output)
+    return outs
+
+
+def plan_outputs(inputs: Sequence[str], output: str | None, ext: str, force: bool, binary: bool = True,
+                 skip: Collection[str] = ()) -> list[str | None]:
+    """Output path (or '-') for every input, None for those in `skip`; checks every output
+    (collisions, own input, existing files) before any work starts."""
+    if list(inputs).count(STDIO) > 1:
+        raise UsageError("'-' (stdin) can be given only once")
+    if output == STDIO and len(inputs) > 1:
+        raise UsageError("-o - (stdout) takes a single input")
+    if output is not None and output != STDIO and len(inputs) > 1 and not is_dir_target(output):
+        raise UsageError(f"with {len(inputs)} inputs, -o must be a directory (end it with '/')")
+    outs: list[str | None] = [None if src in skip else dst
+                              for src, dst in zip(inputs, _output_names(inputs, output, ext))]
+    seen: dict[str, str] = {}
+    for src, dst in zip(inputs, outs):
+        if dst is None or dst == STDIO:
+            continue
+        key = os.path.abspath(dst)
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {src} would both be written to {dst}")
+        seen[key] = src
+        if src != STDIO and os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst):
+            raise UsageError(f"{dst} would overwrite its own input")
+        if os.path.isdir(dst):
+            raise UsageError(f"{dst} is a directory")
+        if os.path.exists(dst) and not force:
+            raise UsageError(f"{dst} exists (use --force to overwrite)")
+    if binary and STDIO in outs and sys.stdout is not None and sys.stdout.isatty():
+        raise UsageError("refusing to write binary data to the terminal: use -o FILE or redirect stdout")
+    return outs
+
+
+def write_output(dst: str, data: bytes, force: bool) -> None:
+    """Write `data` to `dst` ('-' = stdout) atomically; never a partial file."""
+    if dst == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    path = Path(dst)
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the directory {parent}: {e.strerror}") from None
+    tmp = parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns() % 10**9}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        raise UsageError(f"cannot write in {parent}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
+            except FileExistsError:
+                raise UsageError(f"{dst} exists (use --force to overwrite)") from None
+            except OSError:  # no hard links on this file system
+                if path.exists():
+                    raise UsageError(f"{dst} exists (use --force to overwrite)") from None
+                os.replace(tmp, path)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def image_bytes(rgb, dst: str) -> bytes:
+    """An RGB array as PNG bytes, or in the format the output's extension names (not .sdc)."""
+    import io
+
+    from PIL import Image
+
+    fmt = "PNG"
+    if dst != STDIO:
+        ext = Path(dst).suffix.lower()
+        Image.init()
+        named = Image.registered_extensions().get(ext)
+        if named in Image.SAVE and named != "SDC":
+            fmt = named
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt)
+    return buf.getvalue()

@@ -1,0 +1,95 @@
+"""What the commands tell the user on stderr: one-line errors and warnings, tables, progress.
+
+rich is imported only inside the functions that draw with it, so that
+`sdc --help`, `sdc inspect` and `sdc truncate` never pay for it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import click
+
+from sdc.errors import BadInputError, SdcError, UsageError
+
+from .io import label_of
+
+
+def one_line(msg: object) -> str:
+    """`msg` on one line, control characters escaped (file names and metadata can hold any)."""
+    from sdc.texttable import clean
+
+    return clean(" ".join(str(msg).split())) or "unknown error"
+
+
+def error(msg: object) -> None:
+    click.echo(f"sdc: error: {one_line(msg)}", err=True)
+
+
+def warn(msg: object) -> None:
+    click.echo(f"sdc: warning: {one_line(msg)}", err=True)
+
+
+def report_failure(label: str, e: SdcError) -> int:
+    """Print a bad input's error, naming the input once; its exit code."""
+    msg = str(e)
+    error(msg if msg.startswith(f"{label}:") else f"{label}: {msg}")
+    return e.exit_code
+
+
+def fmt_bytes(n: int | None) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def console(stderr: bool):
+    """A rich console; when not a terminal, wide enough that tables do not fold."""
+    from rich.console import Console
+
+    c = Console(stderr=stderr, highlight=False)
+    if not c.is_terminal:
+        c = Console(stderr=stderr, highlight=False, width=200)
+    return c
+
+
+def progress(con, total: int):
+    """A progress bar on stderr when it is a terminal and there is more than one input."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
+                    disable=total < 2 or not con.is_terminal)
+
+
+def run_batch(con, verb: str, inputs: Sequence[str], outs: Sequence[str | None],
+              one: Callable[[str, str, str], dict],
+              rejected: Mapping[str, SdcError] | None = None) -> tuple[list[dict], int]:
+    """Run `one(src, dst, label) -> summary row` over the inputs under a progress bar.
+
+    Inputs in `rejected` (found bad before any work: their output was not
+    planned) are reported with their error instead. A bad input is reported on
+    one line and the batch goes on; a usage error stops it. Returns the rows of
+    the inputs that worked and the worst exit code.
+    """
+    rows, worst = [], 0
+    rejected = rejected or {}
+    with progress(con, len(inputs)) as bar:
+        task_id = bar.add_task(verb, total=len(inputs))
+        for src, dst in zip(inputs, outs):
+            label = label_of(src)
+            bar.update(task_id, description=f"{verb} {label}")
+            try:
+                if src in rejected:
+                    raise rejected[src]
+                rows.append(one(src, dst, label))
+            except UsageError:
+                raise
+            except BadInputError as e:
+                worst = max(worst, report_failure(label, e))
+            bar.advance(task_id)
+    return rows, worst
+
+
+def escape_names(rows: list[dict], *keys: str) -> list[dict]:
+    """Rows with the file names in `keys` escaped: a name is never rich markup."""
+    from rich.markup import escape
+
+    return [dict(r, **{k: escape(r[k]) for k in keys}) for r in rows]
