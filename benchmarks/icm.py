@@ -12,7 +12,9 @@ accuracy (task_metrics.py).
                         uncompressed image (agreement), and vs COCO masks of the 20 VOC classes
                     classification: MobileNetV2 -> top-1 agreement with the uncompressed image
     anchors         baselines.CODECS with the sweeps of ANCHOR_PARAMS (down to the low rates
-                    machine tasks live at); VVC at baselines.PARAMS["vvc"]
+                    machine tasks live at); VVC at baselines.PARAMS["vvc"]; CODEC@SCALE
+                    codes the picture at SCALE of its size and upsamples the decode, as
+                    sdc's detection preset does (vvc@0.5)
     sdc             SDC_MODES: name -> fn(rgb, image, q) -> .sdc bytes; decoded with all levels
 
 Every (method, setting, image) result -- the byte count and the task outputs,
@@ -76,7 +78,7 @@ METRICS: dict[str, tuple[str, str]] = {
 # Summaries give the rate at which each curve reaches this share of the uncompressed accuracy.
 TARGET_FRACTION = 0.9
 # The references whose BD-rate columns are printed (all pairs are in the JSON).
-PRINTED_REFERENCES = ("vvc", "hevc", "sdc:whole")
+PRINTED_REFERENCES = ("vvc", "vvc@0.5", "hevc", "sdc:whole")
 
 
 # ----------------------------------------------------------------------------- data
@@ -248,6 +250,42 @@ def anchor_method(codec: str, params: list, version: str, cache_only: bool) -> M
 
     return Method(codec, B.LABELS[codec], params, PARAM_NAME[codec], _key(codec, B.CONFIG[codec], version),
                   roundtrip, has_cached_pixels if cache_only else None)
+
+
+def resized(rgb: np.ndarray, size: tuple[int, int], down: bool) -> np.ndarray:
+    """rgb resized to size (w, h) as sdc's task presets resize: Lanczos down, bicubic up."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS if down else Image.BICUBIC))
+
+
+def scaled_anchor_method(codec: str, scale: float, params: list, version: str) -> Method:
+    """An anchor given the picture at `scale` of its size and upsampled after decoding:
+    the trick of sdc's detection preset (sdc.task_coding) played by a standard codec,
+    to tell what the smaller picture buys from what sdc's coding buys."""
+    def roundtrip(rgb, image, p):
+        h, w = rgb.shape[:2]
+        small = resized(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), down=True)
+        if codec in SLOW_ANCHORS:
+            nbytes, out = cached_roundtrip(codec, p, image.name, small, version)
+        else:
+            nbytes, out = B.CODECS[codec](small, p)
+        return nbytes, resized(out, (w, h), down=False)
+
+    return Method(f"{codec}@{scale:g}", f"{B.LABELS[codec]}, {scale:g} of the size", params, PARAM_NAME[codec],
+                  _key(codec, B.CONFIG[codec], version, "scaled", scale), roundtrip)
+
+
+def parse_anchor(spec: str) -> tuple[str, float]:
+    """'vvc' -> ('vvc', 1.0); 'vvc@0.5' -> ('vvc', 0.5)."""
+    codec, _, scale = spec.partition("@")
+    try:
+        value = float(scale) if scale else 1.0
+    except ValueError:
+        raise SystemExit(f"bad anchor {spec!r}: expected CODEC or CODEC@SCALE") from None
+    if codec not in ANCHOR_PARAMS or not 0 < value <= 1:
+        raise SystemExit(f"bad anchor {spec!r}: expected one of {', '.join(ANCHOR_PARAMS)}, at a scale in (0, 1]")
+    return codec, value
 
 
 def sdc_method(mode: str, qualities: list[int], weights_sha: str, source_hash: str) -> Method:
@@ -525,7 +563,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default=",".join(SDC_MODES), help=f"sdc modes ({', '.join(SDC_MODES)}; 'none')")
-    ap.add_argument("--anchors", default=",".join(ANCHOR_PARAMS), help="anchor codecs ('none' for none)")
+    ap.add_argument("--anchors", default=",".join(ANCHOR_PARAMS),
+                    help="anchor codecs, CODEC or CODEC@SCALE to code the picture at SCALE of its size "
+                         "and upsample the decode (e.g. vvc@0.5); 'none' for none")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--limit", type=int, help="only the first N images (sorted by name)")
     ap.add_argument("--qualities", help="sdc qualities, e.g. 1-8 or 1,3,5 (default all of the weights')")
@@ -540,7 +580,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     tasks = parse_list(args.tasks, TASKS)
-    anchors = parse_list(args.anchors, list(ANCHOR_PARAMS))
+    anchors = [parse_anchor(a) for a in args.anchors.split(",") if a.strip() and a.strip() != "none"]
     modes = parse_list(args.modes, list(SDC_MODES))
     cache_only = set(parse_list(args.cache_only, list(ANCHOR_PARAMS)))
     if not tasks:
@@ -553,14 +593,17 @@ def main(argv=None) -> int:
     gt = M.coco_gt(dataset)
     notes, timings, tools, methods_run = [], {}, {}, {}
     plan: list[Method] = []
-    for codec in anchors:
+    for codec, scale in anchors:
         why = B.available(codec)
         if why:
             print(f"{codec}: skipped ({why})")
             notes.append(f"{codec} skipped: {why}")
             continue
         tools[codec] = B.tool_version(codec)
-        plan.append(anchor_method(codec, ANCHOR_PARAMS[codec], tools[codec], codec in cache_only))
+        if scale < 1:
+            plan.append(scaled_anchor_method(codec, scale, ANCHOR_PARAMS[codec], tools[codec]))
+        else:
+            plan.append(anchor_method(codec, ANCHOR_PARAMS[codec], tools[codec], codec in cache_only))
     weights = common.weights_info() if modes else {}
     if modes:
         from sdc.models.codec import default_codec
@@ -607,7 +650,8 @@ def main(argv=None) -> int:
         "weights": weights,
         "tools": tools, "task_models": judges.describe(),
         "images": {"set": "coco128 train2017", "count": len(images), "annotations": str(ANNOTATIONS)},
-        "settings": {"anchors": {c: ANCHOR_PARAMS[c] for c in anchors}, "sdc_modes": modes,
+        "settings": {"anchors": {(c if s == 1 else f"{c}@{s:g}"): ANCHOR_PARAMS[c] for c, s in anchors},
+                     "sdc_modes": modes,
                      "segmentation_compared_at": "image size (model output resized by nearest neighbour)",
                      "bd_rate": "pchip, log10(bpp) over accuracy, on each curve's Pareto front, overlapping range"},
         "reference": reference, "methods": methods_run, "bd_rate": bd, "summary": summ,
