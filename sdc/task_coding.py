@@ -109,10 +109,13 @@ PRESETS: dict[str, TaskPreset] = {
     # hyperprior's prediction of it (benchmarks/README.md, "Coding for machines").
     "object detection": TaskPreset("object detection", background="code", background_offset=-3,
                                    scale=0.5, scaled_offset=2),
-    "classification": TaskPreset("classification", background="code", background_offset=-3),
+    # The classifier (224x224) and the segmenter (513 pixels on the long side) look at small pictures too.
+    "classification": TaskPreset("classification", background="code", background_offset=-3,
+                                 scale=0.5, scaled_offset=2),
     # A segmenter labels every pixel, the background too: left to the hyperprior's
     # blurred prediction, the background is mislabelled (benchmarks/README.md).
-    "segmentation": TaskPreset("segmentation", background="code", background_offset=-3),
+    "segmentation": TaskPreset("segmentation", background="code", background_offset=-3,
+                               scale=0.5, scaled_offset=2),
 }
 
 # Task texts (lower-cased, spaces collapsed) that name a preset. Any other task text
