@@ -14,7 +14,6 @@ measurement behind a training decision made "at equal CPU time".
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines as B  # noqa: E402
 import rd  # noqa: E402
-from common import git_commit, machine_info, read_json, set_threads, table, write_json  # noqa: E402
+from common import arguments, read_json, start, table, write_json  # noqa: E402
 
 
 def sweep(weights: Path, images: dict, qualities: list[int]) -> tuple[dict, dict]:
@@ -38,16 +37,14 @@ def sweep(weights: Path, images: dict, qualities: list[int]) -> tuple[dict, dict
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = arguments(__doc__, None)
     ap.add_argument("candidates", nargs="+", help="NAME=weights_dir; the first is the reference")
     ap.add_argument("--question", required=True)
     ap.add_argument("--protocol", default="", help="how the candidates were trained (equal CPU time, ...)")
     ap.add_argument("--anchors", default="webp,hevc,jpeg", help="cached baselines to compare against")
     ap.add_argument("--limit", type=int)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    set_threads(args.threads)
+    started = start(args)
     cands = []
     for item in args.candidates:
         name, sep, folder = item.partition("=")
@@ -64,7 +61,6 @@ def main(argv=None) -> int:
             anchors[c] = rd.mean_curve(entry["points"], images, B.PARAMS[c])
 
     results, curves = {}, {}
-    started = {"git": git_commit(), "machine": machine_info()}
     for name, folder in cands:
         print(f"{name}: {folder}", flush=True)
         arch = read_json(folder / "manifest.json").get("architecture", {})

@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: paths, images, metrics, machine facts, JSON."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -123,8 +124,8 @@ def weights_info() -> dict:
             "training": {k: v for k, v in (m.get("training") or {}).items() if k in ("steps", "initialised_from")}}
 
 
-def git_commit() -> str:
-    """HEAD's short hash, plus the uncommitted changes under sdc/ and weights/ that the numbers include."""
+def git_commit(paths: tuple[str, ...] = ("sdc", "weights")) -> str:
+    """HEAD's short hash, plus the uncommitted changes under `paths` that the numbers include."""
     import subprocess
 
     if CODE != REPO:
@@ -132,12 +133,38 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "sdc", "weights"],
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", *paths],
                                capture_output=True, text=True, check=True).stdout.split("\n")
         dirty = [line[3:] for line in dirty if line.strip()]
         return head + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
     except Exception:  # noqa: BLE001 - informational only
         return ""
+
+
+# ----------------------------------------------------------------------------- main()
+def arguments(doc: str, out: Path | None, *, threads: int = 2, effort: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark's main() opens with, described by the first paragraph
+    of its docstring: --threads (torch's), --out (default `out`; required when None) and,
+    with `effort`, --effort N, whose default --out is NAME_effortN.json at N > 1 (see
+    `start`). The benchmark adds its own options to the parser returned."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=threads, help=f"torch threads (default {threads})")
+    if effort:
+        ap.add_argument("--effort", type=int, default=1, help="sdc encoder effort (sdc encode --effort)")
+        ap.add_argument("--out", type=Path,
+                        help=f"default {out.name}, or {out.stem}_effortN{out.suffix} at effort N > 1")
+    else:
+        ap.add_argument("--out", type=Path, default=out, required=out is None)
+    return ap
+
+
+def start(args, out: Path | None = None) -> dict:
+    """Open a run parsed by `arguments`: an --effort run's --out (from `out`), torch's threads,
+    and the code and machine the run starts with, as {"git", "machine"}."""
+    if args.out is None:
+        args.out = effort_output(out, args.effort)
+    set_threads(args.threads)
+    return {"git": git_commit(), "machine": machine_info()}
 
 
 def effort_output(default: Path, effort: int) -> Path:

@@ -25,7 +25,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sdc.compose.smooth import FADE, SIGMA, smooth_compose  # noqa: E402
+from sdc.compose.smooth import SIGMA, smooth_compose  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 
@@ -61,6 +61,26 @@ def cv_inpaint(rgb, missing, flag, scale=4):
     return cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
+def telea_fade(rgb, missing, sigma, fade, scale=4):
+    """The smooth composer (Gaussian `sigma`) with, near the seam, the decoded pixels continued
+    into the hole by Telea inpainting at 1/`scale` and cross-faded to the low-passed fill with
+    weight exp(-distance / fade)."""
+    out = smooth_compose(rgb, missing, sigma=sigma).astype(np.float32)
+    if missing.all():
+        return out
+    h, w = missing.shape
+    for s in (scale, 1):  # a decoded region thinner than `scale` vanishes at 1/scale: then full resolution
+        size = (max(1, w // s), max(1, h // s))
+        hole = cv2.resize(missing.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+        if not hole.all():
+            small = cv2.inpaint(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), hole.astype(np.uint8), 5,
+                                cv2.INPAINT_TELEA)
+            continued = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+            weight = np.exp(-cv2.distanceTransform(missing.astype(np.uint8), cv2.DIST_L2, 5) / fade)[..., None]
+            return weight * continued + (1 - weight) * out
+    return out
+
+
 def flat(rgb, missing):
     out = rgb.copy()
     out[missing] = np.rint(rgb[~missing].mean(0)).astype(np.uint8)
@@ -74,18 +94,18 @@ METHODS = {
     "Navier-Stokes, 1/4 scale": lambda rgb, m: cv_inpaint(rgb, m, cv2.INPAINT_NS),
     "Telea, full scale": lambda rgb, m: cv2.inpaint(rgb, m.astype(np.uint8), 5, cv2.INPAINT_TELEA),
     "bilateral filter of fill": lambda rgb, m: cv2.bilateralFilter(rgb, 0, 25, 8),
-    "Gaussian sigma 4": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=0),
-    "Gaussian sigma 8": lambda rgb, m: smooth_compose(rgb, m, sigma=8, fade=0),
-    "Gaussian sigma 12": lambda rgb, m: smooth_compose(rgb, m, sigma=12, fade=0),
-    "Gaussian 8 + Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=8, fade=16),
-    "Gaussian 8 + Telea, fade 32": lambda rgb, m: smooth_compose(rgb, m, sigma=8, fade=32),
-    "Gaussian 8 + Telea, fade 64": lambda rgb, m: smooth_compose(rgb, m, sigma=8, fade=64),
-    "Gaussian 4 + Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=16),
-    "Gaussian 2 + Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=2, fade=16),
-    "no low-pass, Telea, fade 16": lambda rgb, m: smooth_compose(rgb, m, sigma=0, fade=16),
-    "Gaussian 4 + Telea, fade 8": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=8),
-    "Gaussian 4 + Telea, fade 4": lambda rgb, m: smooth_compose(rgb, m, sigma=4, fade=4),
-    f"smooth composer as shipped (Gaussian {SIGMA:g} + Telea, fade {FADE:g})": smooth_compose,
+    "Gaussian sigma 4": lambda rgb, m: smooth_compose(rgb, m, sigma=4),
+    "Gaussian sigma 8": lambda rgb, m: smooth_compose(rgb, m, sigma=8),
+    "Gaussian sigma 12": lambda rgb, m: smooth_compose(rgb, m, sigma=12),
+    "Gaussian 8 + Telea, fade 16": lambda rgb, m: telea_fade(rgb, m, 8, 16),
+    "Gaussian 8 + Telea, fade 32": lambda rgb, m: telea_fade(rgb, m, 8, 32),
+    "Gaussian 8 + Telea, fade 64": lambda rgb, m: telea_fade(rgb, m, 8, 64),
+    "Gaussian 4 + Telea, fade 16": lambda rgb, m: telea_fade(rgb, m, 4, 16),
+    "Gaussian 2 + Telea, fade 16": lambda rgb, m: telea_fade(rgb, m, 2, 16),
+    "no low-pass, Telea, fade 16": lambda rgb, m: telea_fade(rgb, m, 0, 16),
+    "Gaussian 4 + Telea, fade 8": lambda rgb, m: telea_fade(rgb, m, 4, 8),
+    "Gaussian 4 + Telea, fade 4": lambda rgb, m: telea_fade(rgb, m, 4, 4),
+    f"smooth composer as shipped (Gaussian {SIGMA:g})": smooth_compose,
 }
 
 

@@ -15,7 +15,7 @@ accuracy (task_metrics.py).
                     machine tasks live at); VVC at baselines.PARAMS["vvc"]; CODEC@SCALE
                     codes the picture at SCALE of its size and upsamples the decode, as
                     sdc's detection preset does (vvc@0.5)
-    sdc             SDC_MODES: name -> fn(rgb, image, q) -> .sdc bytes; decoded with all levels
+    sdc             SDC_MODES (icm_methods.py): name -> fn(rgb, image, q) -> .sdc bytes; decoded with all levels
 
 Every (method, setting, image) result -- the byte count and the task outputs,
 not the pixels -- is cached under decoded_cache.cache_root()/icm, keyed by
@@ -32,14 +32,9 @@ Slow anchors keep their decoded images in decoded_cache as well.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import inspect
-import json
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -47,258 +42,17 @@ import baselines as B
 import common
 import task_metrics as M
 import task_models as TM
-from decoded_cache import cache_root, cached_roundtrip
+from decoded_cache import cache_root
+from icm_methods import (ANCHOR_PARAMS, ANNOTATIONS, SDC_MODES, ImageEntry, Method, anchor_method,  # noqa: F401
+                         load_dataset, parse_anchor, scaled_anchor_method, sdc_method, sdc_source_hash, task_mode,
+                         uncompressed_method)
+from icm_report import (METRICS, bd_table, compare, plot, points_table, summaries, summary_table,
+                        timing_summary)
 
-COCO_DIR = common.SHARED / "data" / "coco128"
-ANNOTATIONS = COCO_DIR / "annotations" / "instances_train2017.json"
 TASKS = ("detection", "segmentation", "classification")
-
-# Sweeps from each codec's lowest useful rate on COCO128 (JPEG bottoms out near 0.10 bpp, WebP 0.14,
-# AVIF 0.10, JPEG XL 0.17 at its largest distance, HEVC 0.06 at QP 51) to about 1.5 bpp.
-ANCHOR_PARAMS: dict[str, list] = {
-    "jpeg": [2, 5, 10, 15, 20, 30, 40, 50, 60, 75],
-    "webp": [0, 5, 10, 20, 30, 40, 50, 60, 75],
-    "avif": [0, 10, 20, 30, 40, 50, 60, 70],
-    "jxl": [1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 25.0],
-    "hevc": [27, 30, 33, 36, 39, 42, 45, 48, 51],
-    "vvc": list(B.PARAMS["vvc"]),
-}
-PARAM_NAME = {"jpeg": "q", "webp": "q", "avif": "q", "jxl": "d", "hevc": "QP", "vvc": "QP"}
-# Anchors whose decoded images are kept in decoded_cache: too slow to run twice.
-SLOW_ANCHORS = {"vvc", "hevc", "jxl", "avif"}
-
-# metric -> (task, label); map50 is the primary one.
-METRICS: dict[str, tuple[str, str]] = {
-    "map50": ("detection", "mAP@0.5"),
-    "map": ("detection", "mAP@[.5:.95]"),
-    "miou_ref": ("segmentation", "mIoU agreement"),
-    "miou_gt": ("segmentation", "mIoU vs COCO-derived GT"),
-    "top1": ("classification", "top-1 agreement"),
-}
-# Summaries give the rate at which each curve reaches this share of the uncompressed accuracy.
-TARGET_FRACTION = 0.9
 # The references whose BD-rate columns are printed (all pairs are in the JSON).
 PRINTED_REFERENCES = ("vvc", "vvc@0.5", "hevc", "sdc:whole")
 
-
-# ----------------------------------------------------------------------------- data
-@dataclass
-class ImageEntry:
-    name: str
-    id: int
-    width: int
-    height: int
-    path: Path
-    annotations: list
-    dataset: dict = field(repr=False)  # the whole COCO JSON: gt-detection reads this image's regions from it
-    rgb: np.ndarray = field(repr=False, default=None)
-    pixel_hash: str = ""
-
-
-def load_dataset(limit: int | None = None) -> tuple[dict, list[ImageEntry]]:
-    """The COCO JSON and its images sorted by file name (the first `limit` of them)."""
-    dataset = json.loads(ANNOTATIONS.read_text())
-    anns: dict[int, list] = {}
-    for a in dataset["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
-    images = []
-    for im in sorted(dataset["images"], key=lambda i: i["file_name"])[:limit or None]:
-        path = COCO_DIR / "train2017" / im["file_name"]
-        rgb = common.load_rgb(path)
-        if rgb.shape[:2] != (im["height"], im["width"]):
-            raise SystemExit(f"{path} is {rgb.shape[1]}x{rgb.shape[0]}, "
-                             f"its annotations say {im['width']}x{im['height']}")
-        images.append(ImageEntry(im["file_name"], int(im["id"]), im["width"], im["height"], path,
-                                 anns.get(im["id"], []), dataset, rgb, common.pixel_hash(rgb)))
-    return dataset, images
-
-
-# ----------------------------------------------------------------------------- sdc modes
-ModeFn = Callable[[np.ndarray, ImageEntry, int], bytes]
-
-
-def sdc_encode(rgb: np.ndarray, q: int, analysis=None, task: str | None = None, **preset_changes) -> bytes:
-    """One .sdc file at the single quality q.
-
-    Through encode_image's `q`, where the task's preset (sdc.task_coding), changed by
-    `preset_changes` (TaskPreset fields), picks the per-level qualities, the background
-    and the regions' shape; an sdc without `q` codes every level at q instead."""
-    from sdc.levels import LEVELS
-    from sdc.pipeline import encode_image
-
-    if "q" not in inspect.signature(encode_image).parameters:
-        if preset_changes:
-            raise RuntimeError("this sdc has no task presets to change")
-        return encode_image(rgb, qualities={lv: q for lv in LEVELS}, analysis=analysis, task=task).data
-    extra = {}
-    if preset_changes:
-        from sdc.task_coding import preset_for
-
-        extra["preset"] = preset_for(task).with_changes(**preset_changes)
-    return encode_image(rgb, q=q, task=task, analysis=analysis, **extra).data
-
-
-def mode_whole(rgb: np.ndarray, image: ImageEntry, q: int) -> bytes:
-    """No regions and no task: the whole image is 'other', coded at q."""
-    from sdc.analysis import Analysis
-
-    return sdc_encode(rgb, q, Analysis(width=image.width, height=image.height, objects=[]))
-
-
-_ANALYSES: dict[tuple, object] = {}
-
-
-def analyzed(name: str, pixel_hash: str, rgb: np.ndarray, task: str):
-    """sdc's default analysis of an image for a task, made once per image: what
-    `encode_image` would run itself (the analyzer is deterministic), without
-    repeating it for every quality and mode."""
-    key = (name, pixel_hash, task)
-    if key not in _ANALYSES:
-        from PIL import Image
-
-        from sdc.analysis import analyze
-
-        _ANALYSES[key] = analyze(Image.fromarray(rgb), task=task, config={"masks": "box"})
-    return _ANALYSES[key]
-
-
-def task_mode(task: str, regions: str = "analyzer", **preset_changes) -> ModeFn:
-    """A mode coding for `task`, its regions found by sdc's own analyzer ("analyzer") or
-    read from the image's COCO annotations ("gt", an oracle), its preset changed by
-    `preset_changes` -- e.g. task_mode("object detection", "gt", background="code",
-    background_offset=-2) for an ablation."""
-    if regions not in ("analyzer", "gt"):
-        raise ValueError(f"regions must be 'analyzer' or 'gt', got {regions!r}")
-
-    def mode(rgb: np.ndarray, image: ImageEntry, q: int) -> bytes:
-        if regions == "gt":
-            from sdc.analysis import load_regions
-
-            analysis = load_regions(image.dataset, image.width, image.height, file_name=image.name)
-        else:
-            analysis = analyzed(image.name, image.pixel_hash, rgb, task)
-        return sdc_encode(rgb, q, analysis, task, **preset_changes)
-
-    mode.spec = f"task={task!r} regions={regions} preset_changes={sorted(preset_changes.items())!r}"
-    return mode
-
-
-# name -> fn(rgb, image, q) -> the whole .sdc file. Add a mode here to benchmark it (--modes NAME).
-SDC_MODES: dict[str, ModeFn] = {
-    "whole": mode_whole,
-    "task-detection": task_mode("object detection"),
-    "gt-detection": task_mode("object detection", regions="gt"),
-    "task-classification": task_mode("classification"),
-    "task-segmentation": task_mode("segmentation"),
-}
-
-
-def mode_fingerprint(fn: ModeFn) -> str:
-    """What a mode's files depend on in this script: its spec (task_mode) or its source."""
-    return getattr(fn, "spec", None) or inspect.getsource(fn)
-
-
-def sdc_source_hash() -> str:
-    """sha256 over the sdc package's Python sources (paths and contents): cached sdc results
-    are only reused for the code that made them."""
-    h = hashlib.sha256()
-    root = common.CODE / "sdc"
-    for p in sorted(root.rglob("*.py")):
-        h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------- methods
-Roundtrip = Callable[[np.ndarray, ImageEntry, object], tuple[int, np.ndarray]]
-
-
-@dataclass
-class Method:
-    name: str
-    label: str
-    params: list
-    param_name: str
-    key: str  # what the results depend on besides the image, the setting and the task models
-    roundtrip: Roundtrip
-    has_cached_pixels: Callable[[ImageEntry, object], bool] | None = None  # set: never encode, only read
-
-
-def _key(*parts) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16]
-
-
-def uncompressed_method() -> Method:
-    """The original pixels; the 'rate' is the size of the original COCO JPEG."""
-    return Method("uncompressed", "uncompressed (original JPEG)", ["original"], "", "uncompressed",
-                  lambda rgb, image, p: (image.path.stat().st_size, rgb))
-
-
-def anchor_method(codec: str, params: list, version: str, cache_only: bool) -> Method:
-    if codec in SLOW_ANCHORS:
-        def roundtrip(rgb, image, p):
-            return cached_roundtrip(codec, p, image.name, rgb, version)
-    else:
-        def roundtrip(rgb, image, p):
-            return B.CODECS[codec](rgb, p)
-
-    def has_cached_pixels(image, p):
-        from decoded_cache import _entry_dir
-
-        stem = f"{Path(image.name).stem}-{image.pixel_hash}-{p}"
-        d = _entry_dir(codec, version)
-        return (d / f"{stem}.json").is_file() and (d / f"{stem}.png").is_file()
-
-    return Method(codec, B.LABELS[codec], params, PARAM_NAME[codec], _key(codec, B.CONFIG[codec], version),
-                  roundtrip, has_cached_pixels if cache_only else None)
-
-
-def resized(rgb: np.ndarray, size: tuple[int, int], down: bool) -> np.ndarray:
-    """rgb resized to size (w, h) as sdc's task presets resize: Lanczos down, bicubic up."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.LANCZOS if down else Image.BICUBIC))
-
-
-def scaled_anchor_method(codec: str, scale: float, params: list, version: str) -> Method:
-    """An anchor given the picture at `scale` of its size and upsampled after decoding:
-    the trick of sdc's detection preset (sdc.task_coding) played by a standard codec,
-    to tell what the smaller picture buys from what sdc's coding buys."""
-    def roundtrip(rgb, image, p):
-        h, w = rgb.shape[:2]
-        small = resized(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), down=True)
-        if codec in SLOW_ANCHORS:
-            nbytes, out = cached_roundtrip(codec, p, image.name, small, version)
-        else:
-            nbytes, out = B.CODECS[codec](small, p)
-        return nbytes, resized(out, (w, h), down=False)
-
-    return Method(f"{codec}@{scale:g}", f"{B.LABELS[codec]}, {scale:g} of the size", params, PARAM_NAME[codec],
-                  _key(codec, B.CONFIG[codec], version, "scaled", scale), roundtrip)
-
-
-def parse_anchor(spec: str) -> tuple[str, float]:
-    """'vvc' -> ('vvc', 1.0); 'vvc@0.5' -> ('vvc', 0.5)."""
-    codec, _, scale = spec.partition("@")
-    try:
-        value = float(scale) if scale else 1.0
-    except ValueError:
-        raise SystemExit(f"bad anchor {spec!r}: expected CODEC or CODEC@SCALE") from None
-    if codec not in ANCHOR_PARAMS or not 0 < value <= 1:
-        raise SystemExit(f"bad anchor {spec!r}: expected one of {', '.join(ANCHOR_PARAMS)}, at a scale in (0, 1]")
-    return codec, value
-
-
-def sdc_method(mode: str, qualities: list[int], weights_sha: str, source_hash: str) -> Method:
-    fn = SDC_MODES[mode]
-
-    def roundtrip(rgb, image, q):
-        from sdc.pipeline import decode_sdc
-
-        data = fn(rgb, image, int(q))
-        return len(data), decode_sdc(data).rgb
-
-    key = _key("sdc", mode, mode_fingerprint(fn), inspect.getsource(sdc_encode), weights_sha, source_hash)
-    return Method(f"sdc:{mode}", f"sdc {mode}", list(qualities), "q", key, roundtrip)
 
 
 # ----------------------------------------------------------------------------- task models
@@ -441,103 +195,6 @@ def run_method(method: Method, images: list[ImageEntry], judges: Judges, gt, ref
     return points
 
 
-# ----------------------------------------------------------------------------- comparisons
-def compare(methods: dict[str, dict], metrics: list[str]) -> dict:
-    """BD-rate at equal accuracy of every method against every other, per metric."""
-    out = {}
-    for m in metrics:
-        curves = {name: [(p["bpp"], p[m]) for p in r["points"] if m in p] for name, r in methods.items()}
-        out[m] = {test: {ref: M.bd_rate_at_accuracy(curves[ref], curves[test])
-                         for ref in curves if ref != test} for test in curves}
-    return out
-
-
-def summaries(methods: dict[str, dict], metrics: list[str], reference: dict) -> dict:
-    """Each curve's extremes, and the rate at which it reaches TARGET_FRACTION of the uncompressed accuracy."""
-    return {name: {m: M.curve_summary([(p["bpp"], p[m]) for p in r["points"] if m in p],
-                                      TARGET_FRACTION * reference[m] if m in reference else None)
-                   for m in metrics}
-            for name, r in methods.items()}
-
-
-# ----------------------------------------------------------------------------- report
-def fmt(v, digits: int = 4) -> str:
-    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
-
-
-def points_table(methods: dict[str, dict], metrics: list[str]) -> str:
-    rows = []
-    for name, r in methods.items():
-        for p in r["points"]:
-            rows.append([name, f"{r['param_name']} {p['param']}".strip(), fmt(p["bpp"])] +
-                        [fmt(p.get(m)) for m in metrics])
-    return common.table(rows, ["method", "setting", "bpp"] + [METRICS[m][1] for m in metrics])
-
-
-def bd_cell(r: dict | None) -> list[str]:
-    if r is None:  # the reference itself
-        return ["-", ""]
-    if r["bd_rate"] is None:
-        return [f"n/a: {r['reason']}", ""]
-    return [f"{r['bd_rate']:+.1f}%", f"{r['range'][0]:.3f}..{r['range'][1]:.3f}"]
-
-
-def bd_table(bd: dict, refs: list[str]) -> str:
-    rows = [[test] + sum((bd_cell(row.get(ref)) for ref in refs), []) for test, row in bd.items()]
-    header = ["method"] + sum(([f"vs {ref}", "accuracy range"] for ref in refs), [])
-    return common.table(rows, header)
-
-
-def summary_table(summ: dict, metric: str) -> str:
-    rows = []
-    for name, s in summ.items():
-        c = s[metric]
-        lo, hi = c["at_lowest_rate"], c["at_highest_rate"]
-        reach = c.get("rate_for_target") or {}
-        reached = "never" if reach.get("bpp") is None else \
-            ("<= " if reach["upper_bound"] else "") + fmt(reach["bpp"])
-        rows.append([name, fmt(c["best"]), f"{fmt(lo[1])} @ {fmt(lo[0])}" if lo else "-",
-                     f"{fmt(hi[1])} @ {fmt(hi[0])}" if hi else "-", reached])
-    return common.table(rows, ["method", "best", "at lowest bpp", "at highest bpp",
-                               f"bpp for {TARGET_FRACTION:.0%} of uncompressed"])
-
-
-def timing_summary(timings: dict) -> dict:
-    return {t: {"median_s": float(np.median(v)), "mean_s": float(np.mean(v)), "n": len(v)}
-            for t, v in timings.items() if v}
-
-
-def plot(path: Path, methods: dict[str, dict], reference: dict, metrics: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(3, len(metrics))
-    rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), squeeze=False)
-    palette = list(plt.cm.tab10.colors) + list(plt.cm.Dark2.colors)  # one colour per method in every panel
-    for ax, m in zip(axes.ravel(), metrics):
-        for i, (name, r) in enumerate(methods.items()):
-            pts = sorted((p["bpp"], p[m]) for p in r["points"] if m in p)
-            if pts:
-                style = "o-" if name.startswith("sdc:") else ".--"
-                ax.plot(*zip(*pts), style, label=name, ms=4, lw=1.2, color=palette[i % len(palette)])
-        if m in reference:
-            ax.axhline(reference[m], color="k", lw=0.8, ls=":", label="uncompressed")
-        ax.set_xscale("log")
-        ax.set_xlabel("bpp (whole file)")
-        ax.set_title(METRICS[m][1])
-        ax.grid(True, which="both", alpha=0.3)
-    for ax in axes.ravel()[len(metrics):]:
-        ax.axis("off")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------- main
 def parse_list(text: str, allowed) -> list[str]:
     items = [s.strip() for s in text.split(",") if s.strip() and s.strip() != "none"]
@@ -559,7 +216,41 @@ def parse_qualities(text: str | None, n: int) -> list[int]:
     return sorted(qs)
 
 
-def main(argv=None) -> int:
+def anchor_methods(anchors: list[tuple[str, float]], cache_only: set[str], tools: dict,
+                   notes: list[str]) -> list[Method]:
+    """The anchors whose tools are installed (their versions into `tools`), as Methods."""
+    plan = []
+    for codec, scale in anchors:
+        why = B.available(codec)
+        if why:
+            print(f"{codec}: skipped ({why})")
+            notes.append(f"{codec} skipped: {why}")
+            continue
+        tools[codec] = B.tool_version(codec)
+        if scale < 1:
+            plan.append(scaled_anchor_method(codec, scale, ANCHOR_PARAMS[codec], tools[codec]))
+        else:
+            plan.append(anchor_method(codec, ANCHOR_PARAMS[codec], tools[codec], codec in cache_only))
+    return plan
+
+
+def print_report(reference: dict, methods_run: dict, metrics: list[str], bd: dict, summ: dict, tsum: dict,
+                 notes: list[str]) -> None:
+    refs = [r for r in PRINTED_REFERENCES if r in methods_run]
+    print(f"\nuncompressed (original COCO JPEGs, {reference['bpp']:.3f} bpp): " +
+          ", ".join(f"{METRICS[m][1]} {reference[m]:.4f}" for m in metrics if m in reference))
+    print(points_table(methods_run, metrics))
+    for m in metrics:
+        print(f"\nBD-rate at equal {METRICS[m][1]} (PCHIP on the Pareto fronts; negative = fewer bits):")
+        print(bd_table(bd[m], refs))
+        print(summary_table(summ, m))
+    print("\ntask model seconds per image (1 thread): " +
+          ", ".join(f"{t} median {v['median_s'] * 1000:.0f} ms (n {v['n']})" for t, v in tsum.items()))
+    for n in notes:
+        print("note:", n)
+
+
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modes", default=",".join(SDC_MODES), help=f"sdc modes ({', '.join(SDC_MODES)}; 'none')")
@@ -577,7 +268,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for sdc (default 1)")
     ap.add_argument("--out", type=Path, help="JSON to write (default results/icm.json; a --limit run writes none)")
     ap.add_argument("--no-plot", action="store_true")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     tasks = parse_list(args.tasks, TASKS)
     anchors = [parse_anchor(a) for a in args.anchors.split(",") if a.strip() and a.strip() != "none"]
@@ -592,18 +287,7 @@ def main(argv=None) -> int:
     judges = Judges(tasks, dataset, args.detector)
     gt = M.coco_gt(dataset)
     notes, timings, tools, methods_run = [], {}, {}, {}
-    plan: list[Method] = []
-    for codec, scale in anchors:
-        why = B.available(codec)
-        if why:
-            print(f"{codec}: skipped ({why})")
-            notes.append(f"{codec} skipped: {why}")
-            continue
-        tools[codec] = B.tool_version(codec)
-        if scale < 1:
-            plan.append(scaled_anchor_method(codec, scale, ANCHOR_PARAMS[codec], tools[codec]))
-        else:
-            plan.append(anchor_method(codec, ANCHOR_PARAMS[codec], tools[codec], codec in cache_only))
+    plan = anchor_methods(anchors, cache_only, tools, notes)
     weights = common.weights_info() if modes else {}
     if modes:
         from sdc.models.codec import default_codec
@@ -625,20 +309,8 @@ def main(argv=None) -> int:
     metrics = [m for m in METRICS if METRICS[m][0] in tasks]
     bd = compare(methods_run, metrics)
     summ = summaries(methods_run, metrics, reference)
-    refs = [r for r in PRINTED_REFERENCES if r in methods_run]
-
-    print(f"\nuncompressed (original COCO JPEGs, {reference['bpp']:.3f} bpp): " +
-          ", ".join(f"{METRICS[m][1]} {reference[m]:.4f}" for m in metrics if m in reference))
-    print(points_table(methods_run, metrics))
-    for m in metrics:
-        print(f"\nBD-rate at equal {METRICS[m][1]} (PCHIP on the Pareto fronts; negative = fewer bits):")
-        print(bd_table(bd[m], refs))
-        print(summary_table(summ, m))
     tsum = timing_summary(timings)
-    print("\ntask model seconds per image (1 thread): " +
-          ", ".join(f"{t} median {v['median_s'] * 1000:.0f} ms (n {v['n']})" for t, v in tsum.items()))
-    for n in notes:
-        print("note:", n)
+    print_report(reference, methods_run, metrics, bd, summ, tsum, notes)
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
     if out is None:

@@ -30,7 +30,6 @@ Writes results/rd.json and results/rd.png; prints the tables.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -41,12 +40,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import baselines as B  # noqa: E402
 from bdrate import bd_psnr, bd_rate  # noqa: E402
-from common import (RESULTS, effort_output, git_commit, load_rgb, machine_info, ms_ssim, msssim_db, pixel_hash, psnr,  # noqa: E402
-                    read_json, set_threads, table, val_paths, weights_info, write_json)
+from common import (RESULTS, arguments, load_rgb, ms_ssim, msssim_db, pixel_hash, psnr, read_json, start,  # noqa: E402
+                    table, val_paths, weights_info, write_json)
 
 CACHE = RESULTS / "rd_baselines.json"
 OUT = RESULTS / "rd.json"
-PLOT = RESULTS / "rd.png"
 
 
 def parse_qualities(text: str) -> list[int]:
@@ -306,20 +304,14 @@ def report(res: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = arguments(__doc__, OUT, effort=True)
     ap.add_argument("--limit", type=int, help="only the first N val images (smoke test; results not comparable)")
     ap.add_argument("--qualities", default="all", help="sdc qualities: all (of the shipped weights), 1-8 or 2,4,6")
     ap.add_argument("--codecs", default=",".join(B.CODECS), help="baselines to include")
     ap.add_argument("--recompute-baselines", action="store_true")
     ap.add_argument("--baselines-only", action="store_true", help="fill the baseline cache and stop")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--effort", type=int, default=1, help="sdc encoder effort (sdc encode --effort)")
-    ap.add_argument("--out", type=Path, help=f"default {OUT.name}, or rd_effortN.json at effort N > 1")
     args = ap.parse_args(argv)
-    if args.out is None:
-        args.out = effort_output(OUT, args.effort)
-    set_threads(args.threads)
-    started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
+    started = start(args, OUT)
     qualities = parse_qualities(args.qualities)
     codecs = [c for c in args.codecs.split(",") if c]
 

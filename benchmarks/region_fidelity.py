@@ -20,7 +20,6 @@ image at one quality: original, full decode, L1-only, L1-only dilated).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, effort_output, git_commit, load_rgb, machine_info, psnr, set_threads, table, val_paths,  # noqa: E402
-                    weights_info, write_json)
+from common import (RESULTS, arguments, load_rgb, psnr, start, table, val_paths, weights_info,  # noqa: E402
+                    write_json)
 
 OUT = RESULTS / "region_fidelity.json"
 BOX_FRACTION = 0.4
@@ -162,17 +161,11 @@ def parse_qualities(text: str) -> list[int]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = arguments(__doc__, OUT, effort=True)
     ap.add_argument("--qualities", default="1,4,8,top", help="comma-separated; top: the weights' highest quality")
     ap.add_argument("--limit", type=int)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--effort", type=int, default=1, help="sdc encoder effort (sdc encode --effort)")
-    ap.add_argument("--out", type=Path, help=f"default {OUT.name}, or region_fidelity_effortN.json at effort N > 1")
     args = ap.parse_args(argv)
-    if args.out is None:
-        args.out = effort_output(OUT, args.effort)
-    set_threads(args.threads)
-    started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
+    started = start(args, OUT)
     qualities = parse_qualities(args.qualities)
     paths = val_paths(args.limit)
     fig_q = 4 if 4 in qualities else qualities[len(qualities) // 2]

@@ -8,8 +8,8 @@ and coded for object detection at quality 1 with the background not coded:
 writes format 2.0. A third variant ("analyzer") is what a user gets from
 `sdc encode -q 1 --task "object detection"`: the offline default analyzer's
 regions and metadata, coded with the detection preset. The same region map, hyperprior and substreams are also
-written in format 1.0 as sdc wrote it before 2.0: `write_sdc(version=1)` with
-the metadata `Analysis.metadata()` gave then (every non-empty reason,
+written in format 1.0, as a 1.0 writer lays them out: `write_sdc(version=1)`
+with format 1.0's metadata (`metadata_before_2_0`: every non-empty reason,
 including the heuristic ranker's).
 
 Reported per variant and format: mean bytes of the header (index included),

@@ -28,7 +28,6 @@ Writes results/speed.json.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -38,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sdc.levels import DEFAULT_QUALITY  # noqa: E402
-from common import (RESULTS, crop_768x512, git_commit, load_rgb, machine_info, set_threads, table,  # noqa: E402
-                    val_paths, weights_info, write_json)
+from common import (RESULTS, arguments, crop_768x512, load_rgb, start, table, val_paths, weights_info,  # noqa: E402
+                    write_json)
+from sdc.levels import DEFAULT_QUALITY  # noqa: E402  (after common, which puts the sdc code on sys.path)
 
 OUT = RESULTS / "speed.json"
 
@@ -51,93 +50,88 @@ def timed(fn, *a, **kw):
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--limit", type=int, default=10)
-    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-pipeline", action="store_true", help="skip the encode_image/decode_sdc timing")
-    ap.add_argument("--out", type=Path, default=OUT)
-    args = ap.parse_args(argv)
-    set_threads(args.threads)
-    started = {"git": git_commit(), "machine": machine_info()}  # the code and load this run starts with
+class Coders:
+    """The codecs timed, their warm-up, and one image's timed runs."""
 
-    import torch
-    from compressai.models import MeanScaleHyperprior
+    def __init__(self, quality: int, pipeline: bool):
+        import torch
+        from compressai.models import MeanScaleHyperprior
 
-    from sdc.models.codec import default_codec
-    from sdc.models.network import latent_shape
-    from sdc.pipeline import decode_sdc, encode_image
+        from sdc.models.codec import default_codec
 
-    codec = default_codec()
-    torch.manual_seed(0)
-    cai = MeanScaleHyperprior(128, 192).eval()
-    cai.update(force=True)
-    quals = {lv: args.quality for lv in ("L1", "L2", "L3", "other")}
+        self.torch = torch
+        self.codec = default_codec()
+        torch.manual_seed(0)
+        self.cai = MeanScaleHyperprior(128, 192).eval()
+        self.cai.update(force=True)
+        self.quals = {lv: quality for lv in ("L1", "L2", "L3", "other")}
+        self.pipeline = pipeline
+        self.keys = ["sdc_encode", "sdc_decode", "compressai_compress", "compressai_decompress"]
+        if pipeline:
+            self.keys += ["pipeline_encode", "pipeline_decode", "pipeline_analysis", "pipeline_codec",
+                          "pipeline_container"]
 
-    def sdc_enc(rgb):
-        return codec.encode(rgb, np.full(latent_shape(*rgb.shape[:2]), 3, np.uint8), quals)
+    def sdc_enc(self, rgb):
+        from sdc.models.network import latent_shape
 
-    @torch.inference_mode()
-    def cai_enc(x):
-        return cai.compress(x)
+        return self.codec.encode(rgb, np.full(latent_shape(*rgb.shape[:2]), 3, np.uint8), self.quals)
 
-    @torch.inference_mode()
-    def cai_dec(c):
-        return cai.decompress(c["strings"], c["shape"])
+    def cai_enc(self, x):
+        with self.torch.inference_mode():
+            return self.cai.compress(x)
 
-    images = [(p.name, crop_768x512(load_rgb(p))) for p in val_paths(args.limit)]
-    # warm-up
-    name, rgb = images[0]
-    x0 = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
-    codec.decode(sdc_enc(rgb))
-    cai_dec(cai_enc(x0))
-    if not args.no_pipeline:
-        decode_sdc(encode_image(rgb, qualities=quals, analyzer="offline").data)
+    def cai_dec(self, c):
+        with self.torch.inference_mode():
+            return self.cai.decompress(c["strings"], c["shape"])
 
-    keys = ["sdc_encode", "sdc_decode", "compressai_compress", "compressai_decompress"]
-    if not args.no_pipeline:
-        keys += ["pipeline_encode", "pipeline_decode", "pipeline_analysis", "pipeline_codec", "pipeline_container"]
-    per_image = {}
-    load = [os.getloadavg()[0]]
-    t_start = time.perf_counter()
-    for name, rgb in images:
-        x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
-        wall = {k: [] for k in keys}
-        cpu = {k: [] for k in keys}
+    def tensor(self, rgb):
+        return self.torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 255
+
+    def warm_up(self, rgb) -> None:
+        from sdc.pipeline import decode_sdc, encode_image
+
+        self.codec.decode(self.sdc_enc(rgb))
+        self.cai_dec(self.cai_enc(self.tensor(rgb)))
+        if self.pipeline:
+            decode_sdc(encode_image(rgb, qualities=self.quals, analyzer="offline").data)
+
+    def time_image(self, rgb, runs: int, load: list[float]) -> dict:
+        """`runs` interleaved runs of every coder on one image: medians, each run's wall seconds, sizes."""
+        from sdc.pipeline import decode_sdc, encode_image
+
+        x = self.tensor(rgb)
+        wall = {k: [] for k in self.keys}
+        cpu = {k: [] for k in self.keys}
         info = {}
-        for _ in range(args.runs):
-            coded, w, c = timed(sdc_enc, rgb)
-            wall["sdc_encode"].append(w); cpu["sdc_encode"].append(c)  # noqa: E702
-            out, w, c = timed(codec.decode, coded)
-            wall["sdc_decode"].append(w); cpu["sdc_decode"].append(c)  # noqa: E702
-            comp, w, c = timed(cai_enc, x)
-            wall["compressai_compress"].append(w); cpu["compressai_compress"].append(c)  # noqa: E702
-            _, w, c = timed(cai_dec, comp)
-            wall["compressai_decompress"].append(w); cpu["compressai_decompress"].append(c)  # noqa: E702
+
+        def record(key, fn, *a, **kw):
+            out, w, c = timed(fn, *a, **kw)
+            wall[key].append(w)
+            cpu[key].append(c)
+            return out
+
+        for _ in range(runs):
+            coded = record("sdc_encode", self.sdc_enc, rgb)
+            record("sdc_decode", self.codec.decode, coded)
+            comp = record("compressai_compress", self.cai_enc, x)
+            record("compressai_decompress", self.cai_dec, comp)
             info["sdc_bpp"] = coded.payload_bytes * 8 / (768 * 512)
             info["compressai_bpp"] = sum(len(s[0]) for s in comp["strings"]) * 8 / (768 * 512)
-            if not args.no_pipeline:
-                enc, w, c = timed(encode_image, rgb, qualities=quals, analyzer="offline")
-                wall["pipeline_encode"].append(w); cpu["pipeline_encode"].append(c)  # noqa: E702
+            if self.pipeline:
+                enc = record("pipeline_encode", encode_image, rgb, qualities=self.quals, analyzer="offline")
                 for part in ("analysis", "codec", "container"):
                     wall[f"pipeline_{part}"].append(enc.timings[part])
                     cpu[f"pipeline_{part}"].append(float("nan"))
-                _, w, c = timed(decode_sdc, enc.data)
-                wall["pipeline_decode"].append(w); cpu["pipeline_decode"].append(c)  # noqa: E702
+                record("pipeline_decode", decode_sdc, enc.data)
                 info["pipeline_file_bpp"] = len(enc.data) * 8 / (768 * 512)
                 info["pipeline_objects"] = len(enc.analysis.objects)
             load.append(os.getloadavg()[0])
-        per_image[name] = {"wall_median": {k: statistics.median(v) for k, v in wall.items()},
-                           "cpu_median": {k: statistics.median(v) for k, v in cpu.items()},
-                           "wall_runs": wall, **info}
-        print(f"  {name}: sdc enc {per_image[name]['wall_median']['sdc_encode']:.3f} s, "
-              f"dec {per_image[name]['wall_median']['sdc_decode']:.3f} s; compressai "
-              f"{per_image[name]['wall_median']['compressai_compress']:.3f} / "
-              f"{per_image[name]['wall_median']['compressai_decompress']:.3f} s "
-              f"({time.perf_counter() - t_start:.0f} s)", flush=True)
+        return {"wall_median": {k: statistics.median(v) for k, v in wall.items()},
+                "cpu_median": {k: statistics.median(v) for k, v in cpu.items()},
+                "wall_runs": wall, **info}
 
+
+def summarize(per_image: dict, keys: list[str]) -> dict:
     summary = {}
     for k in keys:
         w = [per_image[n]["wall_median"][k] for n in per_image]
@@ -145,6 +139,29 @@ def main(argv=None) -> int:
         summary[k] = {"wall_median_s": statistics.median(w), "wall_mean_s": statistics.fmean(w),
                       "wall_min_s": min(min(per_image[n]["wall_runs"][k]) for n in per_image),
                       "cpu_median_s": statistics.median(c)}
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = arguments(__doc__, OUT)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--limit", type=int, default=10)
+    ap.add_argument("--quality", type=int, default=DEFAULT_QUALITY)
+    ap.add_argument("--no-pipeline", action="store_true", help="skip the encode_image/decode_sdc timing")
+    args = ap.parse_args(argv)
+    started = start(args)  # the code and load this run starts with
+    coders = Coders(args.quality, pipeline=not args.no_pipeline)
+    images = [(p.name, crop_768x512(load_rgb(p))) for p in val_paths(args.limit)]
+    coders.warm_up(images[0][1])
+    per_image = {}
+    load = [os.getloadavg()[0]]
+    t_start = time.perf_counter()
+    for name, rgb in images:
+        per_image[name] = r = coders.time_image(rgb, args.runs, load)
+        print(f"  {name}: sdc enc {r['wall_median']['sdc_encode']:.3f} s, dec {r['wall_median']['sdc_decode']:.3f} s; "
+              f"compressai {r['wall_median']['compressai_compress']:.3f} / "
+              f"{r['wall_median']['compressai_decompress']:.3f} s ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    summary = summarize(per_image, coders.keys)
     speedup = {
         "encode": summary["compressai_compress"]["wall_median_s"] / summary["sdc_encode"]["wall_median_s"],
         "decode": summary["compressai_decompress"]["wall_median_s"] / summary["sdc_decode"]["wall_median_s"],

@@ -1,4 +1,4 @@
-"""Codec training progress: validation rate and PSNR against CPU time, across sessions.
+"""Codec training progress: validation rate and PSNR against CPU time, across training runs.
 
     python benchmarks/training_progress.py [--log runs/main/log.jsonl]
         [--stage NAME --cpu-offset-hours H]
@@ -67,7 +67,7 @@ def plot(entries: list[dict], path: Path) -> None:
     # One colour per quality and one segment per stage (a stage restarts its
     # steps and may change the quality ladder, so stages are not joined); a
     # legend entry per stage and quality would outgrow the axes after a few
-    # sessions, so stage starts are faint vertical lines, named in the JSON.
+    # stages, so stage starts are faint vertical lines, named in the JSON.
     for si, stage in enumerate(stages):
         part = [e for e in entries if e["stage"] == stage]
         hours = [e["cpu_hours"] for e in part]

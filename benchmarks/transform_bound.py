@@ -20,7 +20,6 @@ Writes results/transform_bound.json.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, git_commit, load_rgb, machine_info, set_threads, table, val_paths, weights_info, write_json  # noqa: E402
+from common import RESULTS, arguments, load_rgb, start, table, val_paths, weights_info, write_json  # noqa: E402
 
 OUT = RESULTS / "transform_bound.json"
 CROP = 256
@@ -82,14 +81,11 @@ def bound(net, x, steps: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = arguments(__doc__, OUT)
     ap.add_argument("--crops", type=int, default=4, help="first N val images, one centre crop each")
     ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    set_threads(args.threads)
-    started = {"git": git_commit(), "machine": machine_info()}
+    started = start(args)
     import torch
 
     net = float_network()

@@ -38,7 +38,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(REPO / "benchmarks"))
 import sdcfuzz  # noqa: E402
+from common import git_commit  # noqa: E402  (benchmarks/common.py)
 
 RESULTS = REPO / "benchmarks" / "results" / "fuzz.json"
 CRASHES = HERE / "crashes"
@@ -75,7 +77,7 @@ class Stats:
         self.current_start = None  # wall time the current input started (watchdog)
         self.current = b""
         self.last_write = time.monotonic()
-        self.git = _git()  # the code the run started with
+        self.git = git_commit(("sdc", "weights", "fuzz"))  # the code the run started with
 
     def fail(self, kind: str, data: bytes, detail: str, strategy: str | None, index: int | None) -> None:
         self.failures += 1
@@ -188,20 +190,6 @@ class Stats:
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps(doc, indent=1) + "\n")
             tmp.replace(out)
-
-
-def _git() -> str:
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "sdc", "weights", "fuzz"],
-                               capture_output=True, text=True, check=True).stdout.split("\n")
-        dirty = [line[3:] for line in dirty if line.strip()]
-        return head + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
-    except Exception:  # noqa: BLE001 - informational only
-        return ""
 
 
 def watchdog(stats: Stats, hang: float) -> None:

@@ -1,11 +1,8 @@
-"""Fuzzing sdc's container reader and decoder front end: seeds, mutators, targets.
+"""Fuzzing sdc's container reader and decoder front end: mutators and strategies.
 
-Used by fuzz/run.py (the long runs) and tests/test_fuzz.py (a short run).
-
-Seeds are real .sdc files, encoded at start-up with the loaded codec from
-crops of samples/astronaut.png (so their codec id matches and the mutated
-substreams reach the entropy decoders), in format 2.0 and one in 1.0. A
-mutator turns (seed files, a random.Random) into one input; strategies:
+Used by fuzz/run.py (the long runs) and tests/test_fuzz.py (a short run), with
+the seed files and targets of targets.py (re-exported here). A mutator turns
+(seed files, a random.Random) into one input; strategies:
 
 container level (CRCs left as they are, so most are caught by a CRC):
     flip, byteset, insert, delete, truncate (a byte prefix of a real file),
@@ -23,193 +20,49 @@ META parsers and the entropy decoders):
     schema, table and literal labels, long text), qualities (1..255), resize
     (another image size of the same or another grid, with a valid region map
     of the new grid), stack (2-4 of these in a row)
-
-Targets: `reader` runs read_header, read_sdc, describe_sdc and truncate_sdc
-(and reads back what truncate_sdc wrote); `frontend` runs
-sdc.pipeline.decode_symbols: read_sdc, the codec and quality checks, the
-hyperprior decoding (GroupedLatentCodec.decode_z with constriction), the
-integer hyper-synthesis and every group's entropy decoding (decode_groups);
-`decoder` runs the whole sdc.pipeline.decode_sdc, synthesis included.
-Only sdc.errors.SdcError counts as a documented error; any other exception,
-or a wrong result (e.g. symbols of the wrong shape), is a failure.
 """
 from __future__ import annotations
 
 import random
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "astronaut.png"
-MAGIC = b"\x89SDC\r\n\x1a\n"
-LEVEL_NAMES = ("L1", "L2", "L3", "other")
-# The decoder front end is fuzzed at the seeds' sizes: a crafted header may
-# claim up to this many pixels (the file's own hyperprior then sets the work).
-FRONTEND_MAX_PIXELS = 256 * 256
+# fuzz/ is on sys.path (run.py, tests/test_fuzz.py)
+from spec_header import (MAGIC, V1_NAMES, V1_TYPES, V2_CHUNKS, build_header, header_length, refresh_header_crc,
+                         split_header)
+from targets import TARGETS, decoder_target, frontend_target, make_seeds, reader_target  # noqa: F401
 
 INTERESTING = (0, 1, 2, 3, 4, 0x7F, 0x80, 0xFE, 0xFF)
 MAX_MAP_CELLS = 64 * 64
 
 
-# ----------------------------------------------------------------------------- seeds
-def seed_analysis(width: int, height: int, levels=LEVEL_NAMES[:3], meta_text: str = "seed"):
-    from sdc.analysis.core import Analysis, DetectedObject
-
-    boxes = [(0, 0, width / 2, height / 2), (width / 2, 0, width, height / 2), (0, height / 2, width / 2, height)]
-    objs = [DetectedObject(id=i, label=f"obj{i}", box=b, score=0.9 - 0.1 * i, level=lv, reason="fuzz seed")
-            for i, (b, lv) in enumerate(zip(boxes, levels))]
-    return Analysis(width=width, height=height, objects=objs, caption_short=f"{meta_text} short",
-                    caption_long=f"{meta_text}: a longer caption", analyzer="fuzz-seed", task="fuzz")
-
-
-def _crop(rgb: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray:
-    return np.ascontiguousarray(rgb[y:y + h, x:x + w])
-
-
-def make_seeds() -> dict[str, bytes]:
-    """Small real .sdc files made with the loaded codec (about 0.1 s each)."""
-    from PIL import Image
-
-    from sdc.bitstream import truncate_sdc
-    from sdc.pipeline import encode_image
-
-    with Image.open(SAMPLE) as im:
-        rgb = np.asarray(im.convert("RGB"))
-    seeds = {}
-    small = _crop(rgb, 200, 180, 64, 48)
-    seeds["64x48_all_levels"] = encode_image(small, qualities={"L1": 6, "L2": 5, "L3": 4, "other": 3},
-                                             analysis=seed_analysis(64, 48)).data
-    seeds["130x70_mixed_no_meta"] = encode_image(_crop(rgb, 150, 100, 130, 70),
-                                                 qualities={"L1": 8, "L2": 1, "L3": 2, "other": 1},
-                                                 analysis=seed_analysis(130, 70), include_meta=False).data
-    seeds["40x90_L1_other"] = encode_image(_crop(rgb, 300, 300, 40, 90), qualities={lv: 4 for lv in LEVEL_NAMES},
-                                           keep_levels=("L1", "other"), analysis=seed_analysis(40, 90)).data
-    seeds["64x48_dropped_to_L1"] = truncate_sdc(seeds["64x48_all_levels"], ("L1",))
-    seeds["16x16_background"] = encode_image(_crop(rgb, 0, 0, 16, 16), qualities={lv: 2 for lv in LEVEL_NAMES},
-                                             analysis=seed_analysis(16, 16, levels=(), meta_text="x" * 200)).data
-    seeds["64x48_all_levels_v1"] = as_format_1(seeds["64x48_all_levels"])
-    return seeds
-
-
-def as_format_1(data: bytes) -> bytes:
-    """The same file in format 1.0 (which stores the whole 8-byte codec id)."""
-    from sdc.bitstream import read_sdc, write_sdc
-    from sdc.models.codec import default_codec
-
-    f = read_sdc(data)
-    f.header.codec_id = default_codec().codec_id
-    return write_sdc(f, version=1)
-
-
 # ----------------------------------------------------------------------------- container surgery
-# From spec/FORMAT.md, independently of sdc.bitstream. A file is split into a dict of
-# header fields and [(chunk, payload)]: chunk is a known chunk's name, or the type
-# code of any other chunk (4 letters in format 1, one byte in format 2).
-KNOWN = ("META", "RMAP", "HYPR", "L1", "L2", "L3", "other")  # format 2: bit i of the chunk set
-V1_TYPES = dict(zip(KNOWN, (b"META", b"RMAP", b"HYPR", b"LVL1", b"LVL2", b"LVL3", b"OTHR")))
-V1_NAMES = {t: n for n, t in V1_TYPES.items()}
-
-
-def header_length(data: bytes) -> int:
-    return struct.unpack_from(">H", data, 10)[0]
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[pos]
-        value |= (b & 0x7F) << shift
-        pos += 1
-        if b < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _put_varint(out: bytearray, value: int) -> None:
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
+# A file is split into a dict of header fields and [(chunk, payload)]: chunk is a known chunk's
+# name, or the type code of any other chunk (4 letters in format 1, one byte in format 2).
+KNOWN = V2_CHUNKS
+_HEAD_FIELDS = ("major", "minor", "width", "height", "codec_id", "qualities", "written")
 
 
 def split(data: bytes) -> tuple[dict, list[tuple[str | bytes, bytes]]]:
     """(header fields, [(chunk, payload)]) of a well-formed complete file."""
-    head = {"major": data[8], "minor": data[9]}
-    lengths = []
-    if head["major"] == 1:
-        (head["width"], head["height"], head["codec_id"], head["qualities"], head["written"], _, count,
-         _) = struct.unpack_from(">II8s4sBBBB", data, 12)
-        for i in range(count):
-            ctype, length, _ = struct.unpack_from(">4sII", data, 36 + 12 * i)
-            lengths.append((V1_NAMES.get(ctype, ctype), length))
-    else:
-        head["width"], pos = _varint(data, 12)
-        head["height"], pos = _varint(data, pos)
-        head["codec_id"], head["qualities"] = data[pos:pos + 4], data[pos + 4:pos + 8]
-        head["written"], present = data[pos + 8], data[pos + 9]
-        pos += 10
-        for name in (name for i, name in enumerate(KNOWN) if present >> i & 1):
-            length, pos = _varint(data, pos)
-            lengths.append((name, length))
-            pos += 4
-        if present & 0x80:  # extra chunks: a count, then type, length, crc each
-            count, pos = data[pos], pos + 1
-            for _ in range(count):
-                code = data[pos:pos + 1]
-                length, pos = _varint(data, pos + 1)
-                lengths.append((code, length))
-                pos += 4
+    h = split_header(data)
     parts, off = [], header_length(data)
-    for code, length in lengths:
-        parts.append((code, data[off:off + length]))
+    for code, length, _ in h["entries"]:
+        parts.append((V1_NAMES.get(code, code) if h["major"] == 1 else code, data[off:off + length]))
         off += length
-    return head, parts
+    return {k: h[k] for k in _HEAD_FIELDS}, parts
 
 
 def assemble(head: dict, parts: list[tuple[str | bytes, bytes]]) -> bytes:
     """A file with these chunks and valid lengths and CRCs (header CRC too)."""
     from sdc.bitstream import crc32c
 
-    if head["major"] == 1:
-        hl = 36 + 12 * len(parts) + 4
-        out = bytearray(struct.pack(">8sBBHII8s4sBBBB", MAGIC, 1, head["minor"], hl, head["width"], head["height"],
-                                    head["codec_id"], head["qualities"], head["written"], 0, len(parts), 0))
-        for code, body in parts:
-            out += struct.pack(">4sII", V1_TYPES.get(code, code), len(body), crc32c(body))
-    else:
-        known = [(c, b) for c, b in parts if isinstance(c, str)]
-        extras = [(c, b) for c, b in parts if not isinstance(c, str)]
-        body = bytearray()
-        _put_varint(body, head["width"])
-        _put_varint(body, head["height"])
-        body += head["codec_id"][:4] + head["qualities"] + bytes([head["written"]])
-        body.append(sum(1 << KNOWN.index(c) for c, _ in known) | (0x80 if extras else 0))
-        for _, payload in known:
-            _put_varint(body, len(payload))
-            body += struct.pack(">I", crc32c(payload))
-        if extras:
-            body.append(len(extras))
-        for code, payload in extras:
-            body += code
-            _put_varint(body, len(payload))
-            body += struct.pack(">I", crc32c(payload))
-        out = bytearray(struct.pack(">8sBBH", MAGIC, 2, head["minor"], 12 + len(body) + 4)) + body
-    out += struct.pack(">I", crc32c(bytes(out)))
-    return bytes(out) + b"".join(body for _, body in parts)
-
-
-def refresh_header_crc(data: bytes) -> bytes:
-    from sdc.bitstream import crc32c
-
-    hl = header_length(data)
-    if not 16 <= hl <= len(data):
-        return data
-    buf = bytearray(data)
-    buf[hl - 4:hl] = struct.pack(">I", crc32c(bytes(buf[:hl - 4])))
-    return bytes(buf)
+    v1 = head["major"] == 1
+    entries = [(V1_TYPES.get(code, code) if v1 else code, len(body), crc32c(body)) for code, body in parts]
+    codec_id = head["codec_id"] if v1 else head["codec_id"][:4]
+    return build_header(dict(head, codec_id=codec_id, entries=entries)) + b"".join(body for _, body in parts)
 
 
 # ----------------------------------------------------------------------------- byte mutations
@@ -487,96 +340,3 @@ def generate(rng: random.Random, seeds: Seeds, target: str) -> tuple[str, bytes]
     names = list(WEIGHTS[target])
     name = rng.choices(names, weights=[WEIGHTS[target][n] for n in names])[0]
     return name, STRATEGIES[name](rng, seeds)
-
-
-# ----------------------------------------------------------------------------- targets
-class Failure(Exception):
-    """A target misbehaved: not an SdcError, or a wrong result."""
-
-
-def reader_target(data: bytes) -> str:
-    """Outcome: "read ok" or the error class of read_sdc; raises on anything but FormatError
-    (or on inconsistent results)."""
-    from sdc.bitstream import describe_sdc, read_header, read_sdc, truncate_sdc
-    from sdc.errors import FormatError
-
-    for fn in (read_header, describe_sdc):
-        try:
-            fn(data)
-        except FormatError as e:
-            _check_message(e)
-    try:
-        f = read_sdc(data)
-        outcome = "read ok"
-    except FormatError as e:
-        _check_message(e)
-        f, outcome = None, type(e).__name__
-    try:
-        out = truncate_sdc(data, ("L1", "other"))
-    except FormatError as e:
-        _check_message(e)
-        if f is not None:
-            raise Failure(f"read_sdc reads the input but truncate_sdc refuses it: {e}") from None
-    else:
-        if f is not None:  # what truncate writes must read back, with the levels asked for
-            g = read_sdc(out)
-            if g.levels != {lv: b for lv, b in f.levels.items() if lv in ("L1", "other")}:
-                raise Failure(f"truncate_sdc kept {sorted(g.levels)} of {sorted(f.levels)}")
-            if g.metadata != f.metadata or not np.array_equal(g.region_map, f.region_map):
-                raise Failure("truncate_sdc changed the metadata or the region map")
-    return outcome
-
-
-def frontend_target(data: bytes) -> str:
-    """Outcome: "symbols ok", "codec:<error>" (the file passed the container and codec checks
-    and reached the entropy decoders) or "open:<error>"; raises on anything but SdcError."""
-    from sdc.errors import SdcError
-    from sdc.models.codec import default_codec
-    from sdc.pipeline import open_sdc
-
-    try:  # = sdc.pipeline.decode_symbols, keeping the parsed file to check the result
-        sdc_file, coded, _ = open_sdc(data, max_pixels=FRONTEND_MAX_PIXELS)
-    except SdcError as e:
-        _check_message(e)
-        return "open:" + type(e).__name__
-    try:
-        symbols = default_codec().decode_symbols(coded)
-    except SdcError as e:
-        _check_message(e)
-        return "codec:" + type(e).__name__
-    # a success must be a consistent one
-    gmap = sdc_file.region_map
-    n, hz, wz = default_codec().z_shape(sdc_file.header.height, sdc_file.header.width)
-    if symbols["hyperprior"].shape != (n, hz, wz):
-        raise Failure(f"hyperprior symbols have shape {symbols['hyperprior'].shape}")
-    for lv, sym in symbols.items():
-        if lv != "hyperprior" and sym.shape[1:] != (int((gmap == LEVEL_NAMES.index(lv)).sum()),):
-            raise Failure(f"{lv} symbols have shape {sym.shape}")
-    if set(symbols) != set(coded.groups) | {"hyperprior"}:
-        raise Failure(f"decoded {sorted(symbols)}, expected {sorted(coded.groups)}")
-    return "symbols ok"
-
-
-def decoder_target(data: bytes) -> str:
-    """The whole decoder, bytes to pixels (sdc.pipeline.decode_sdc, synthesis included)."""
-    from sdc.errors import SdcError
-    from sdc.pipeline import decode_sdc
-
-    try:
-        r = decode_sdc(data, max_pixels=FRONTEND_MAX_PIXELS)
-    except SdcError as e:
-        _check_message(e)
-        return type(e).__name__
-    h = r.sdc.header
-    if r.rgb.shape != (h.height, h.width, 3) or r.rgb.dtype != np.uint8:
-        raise Failure(f"decoded {r.rgb.shape} {r.rgb.dtype} for a {h.width}x{h.height} image")
-    return "pixels ok"
-
-
-def _check_message(e: Exception) -> None:
-    msg = str(e)
-    if not msg or "\n" in msg:
-        raise Failure(f"{type(e).__name__} message is not one line: {msg!r}")
-
-
-TARGETS = {"reader": reader_target, "frontend": frontend_target, "decoder": decoder_target}

@@ -276,7 +276,7 @@ def test_region_map_multibyte_varint():
 
 
 @pytest.mark.parametrize("body, what", [
-    (b"\x01\x1f", "ends in the middle"),             # only 8 of 9 cells... row of 9
+    (b"\x01\x1f", "ends inside row"),                # only 8 of 9 cells... row of 9
     (b"\x00\x23", "row group of 0"),                 # R = 0
     (b"\x02\x23", "row group of 2"),                 # R > h
     (b"\x01\x27", "overflows"),                      # run of 10 > 9
@@ -407,10 +407,11 @@ def test_meta_analyzer_names():
 
 def test_format_2_1_only_when_the_analyzer_name_needs_it():
     """Files naming an analyzer-table entry appended by 2.1 say 2.1; all others stay 2.0."""
-    from sdc.analysis.pipeline import _detect_offline
+    from sdc.analysis.backends import Context, offline_grounding
     from sdc.analysis.config import resolve_config
 
-    _, detector = _detect_offline(np.zeros((64, 64, 3), np.uint8), resolve_config({}, read_file=False))
+    cfg = resolve_config({}, read_file=False)
+    detector = offline_grounding(Context(cfg, lambda key, make: make(), np.zeros((64, 64, 3), np.uint8))).name
     default = f"{detector.replace('+saliency', '')}/box/heuristic"  # what the offline default writes
     for name, minor in ((default, 1), (default.replace(")/", "+saliency)/"), 1),
                         (default.replace("/box/", "/grabcut/"), 1), ("regions(coco)/heuristic", 0),

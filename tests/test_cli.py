@@ -509,6 +509,19 @@ def test_inspect_tables_and_json(tmp_path):
     assert json.loads(r.stdout)["file"] == "<stdin>"
 
 
+def test_inspect_shows_the_display_size(tmp_path):
+    from dataclasses import replace
+
+    from bitstream_helpers import sample_file
+    from sdc.bitstream import write_sdc
+
+    p = tmp_path / "d.sdc"
+    p.write_bytes(write_sdc(replace(sample_file(), display_size=(300, 140))))
+    r = run(["inspect", p])
+    assert r.exit_code == 0 and "300x140 (coded at 150x70)" in r.stdout and "DISP" in r.stdout
+    assert json.loads(run(["inspect", p, "--json"]).stdout)["display_size"] == [300, 140]
+
+
 def test_inspect_escapes_control_characters(tmp_path):
     from bitstream_helpers import sample_bytes
 

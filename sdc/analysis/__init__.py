@@ -3,7 +3,8 @@
     from sdc.analysis import analyze, load_regions, Analysis, DetectedObject, ANALYZERS
 
 `analyze(image, analyzer=..., task=..., config=...)` runs three stages, each
-with pluggable backends (heavy ones imported only when selected):
+with backends looked up by name (backends.py registers them, registry.py
+holds the registries; heavy ones are imported only when selected):
 
 grounding (boxes, labels, scores)
     offline         COCO objects (Yolo-Fastest 1.1-XL, shipped in the package) +
@@ -38,9 +39,9 @@ offline_saliency.
 
 What ships. sdc/analysis/data/ holds Yolo-Fastest 1.1-XL (yolo-fastest-1.1-xl.cfg
 and .weights, 3.7 MB; 80 COCO classes, mAP@0.5 34.3% on COCO val2017 by its
-authors' log) from dog-qiuqiu/Yolo-Fastest @ 96a2900d163196c396e73f3fdab04ca4dd9a2f70,
-with coco.names, its LICENSE (YOLO licence v2, public-domain style) and
-yolo-fastest.json (source, licence, sha256 of each file). offline.coco_detector
+authors' log) from dog-qiuqiu/Yolo-Fastest, with coco.names, its LICENSE
+(YOLO licence v2, public-domain style) and yolo-fastest.json (the source
+revision, licence, sha256 of each file). offline.coco_detector
 reads each file once, checks its sha256 against the manifest (a mismatch is a
 one-line BadInputError) and gives OpenCV's dnn module those bytes; the model is
 loaded once per process. The detector runs at 320x320 and keeps detections

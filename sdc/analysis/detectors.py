@@ -30,7 +30,7 @@ Detection = tuple[str, tuple[float, float, float, float], float]
 USER_THRESHOLD = 0.3
 
 
-def read_names(path: str | None, n_classes: int | None = None) -> list[str]:
+def read_names(path: str | None) -> list[str]:
     if not path:
         raise UsageError("a detector needs a class-names file (detector_names: one name per line)")
     try:

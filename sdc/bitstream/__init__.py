@@ -1,23 +1,18 @@
 """The .sdc container format (spec/FORMAT.md). Imports no torch, and no numpy
 until a function that returns or takes an array is called."""
-from .container import (
+from .container import SdcFile, SdcHeader
+from .describe import describe_sdc
+from .layouts import (
     CANONICAL_ORDER,
     DEFAULT_MAX_PIXELS,
     LEVEL_TYPES,
     MAGIC,
     VERSION_MAJOR,
     VERSION_MINOR,
-    SdcFile,
-    SdcHeader,
     chunk_name,
-    codec_id_matches,
-    describe_sdc,
-    is_sdc,
-    read_header,
-    read_sdc,
-    truncate_sdc,
-    write_sdc,
 )
+from .reader import codec_id_matches, is_sdc, read_header, read_sdc
+from .writer import truncate_sdc, write_sdc
 from .crc import crc32c
 from .regionmap import grid_size
 

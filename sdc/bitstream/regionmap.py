@@ -27,7 +27,7 @@ import struct
 
 from ..errors import FormatError
 from .rangecoder import RangeDecoder, RangeEncoder
-from .wire import put_varint
+from .wire import Reader, put_varint
 
 ENCODING_ROW_RLE = 1
 ENCODING_ADAPTIVE = 2
@@ -64,45 +64,27 @@ def _rle_body(h: int, w: int, cells: bytes) -> bytes:
     return bytes(out)
 
 
-def _varint_at(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end:
-            raise FormatError(f"region map ends in the middle of a {what}", chunk=_CHUNK)
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            if b == 0 and shift:
-                raise FormatError("non-minimal varint in region map", chunk=_CHUNK)
-            return value, pos
-        shift += 7
-        if shift > 28:
-            raise FormatError("varint longer than 5 bytes in region map", chunk=_CHUNK)
-
-
 def _decode_rle(buf: bytes, pos: int, h: int, w: int) -> bytearray:
-    end = len(buf)
+    r = Reader(buf, where="region map", chunk=_CHUNK, start=pos)
     cells = bytearray()
     rows = 0
     cell_bytes = [bytes((k,)) for k in range(4)]
     while rows < h:
-        group, pos = _varint_at(buf, pos, end, "row group")
+        group = r.varint("row group")
         if group == 0 or group > h - rows:
             raise FormatError(f"region map row group of {group} rows at row {rows} of {h}", chunk=_CHUNK)
         row = bytearray()
         filled = 0
         while filled < w:
-            value, pos = _varint_at(buf, pos, end, "row")
+            value = r.varint("row")
             run = (value >> 2) + 1
-            if value >> 32 or run > w - filled:
+            if run > w - filled:
                 raise FormatError(f"region map run of {run} cells overflows the {w}-cell row", chunk=_CHUNK)
             row += cell_bytes[value & 3] * run
             filled += run
         cells += row * group  # bounded: rows never exceed h, runs never exceed w
         rows += group
-    if pos != end:
-        raise FormatError(f"{end - pos} unused bytes at the end of the region map", chunk=_CHUNK)
+    r.finish()
     return cells
 
 

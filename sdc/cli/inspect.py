@@ -55,7 +55,10 @@ def _tables(info: dict) -> None:
 
     out = Out()
     q = info["qualities"]
-    out.line(f"{clean(info['file'])}: .sdc {info['format_version']}, {info['width']}x{info['height']}, "
+    size = f"{info['width']}x{info['height']}"
+    if info.get("display_size"):  # a smaller picture coded; decoders upsample it to the display size
+        size = "{}x{} (coded at {})".format(*info["display_size"], size)
+    out.line(f"{clean(info['file'])}: .sdc {info['format_version']}, {size}, "
              f"{info['file_bytes']:,} bytes, {info['bpp']:.4f} bpp (whole file), codec {info['codec_id']}",
              "bold")
     out.line("qualities: " + ", ".join(f"{lv}={q[lv]}" for lv in LEVELS)

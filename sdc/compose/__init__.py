@@ -6,9 +6,8 @@ composer replaces those pixels, and only those:
 
 =========== ============================================================
 "none"      return the decode as is
-"smooth"    offline default: deblock the hyperprior fill (a Gaussian low-pass;
-            optionally continue the decoded pixels into the hole near the
-            seam with OpenCV Telea), deterministic, ~0.2 s, no download; see
+"smooth"    offline default: deblock the hyperprior fill (a Gaussian
+            low-pass), deterministic, ~0.2 s, no download; see
             :mod:`sdc.compose.smooth` for the measurements behind it
 "diffusion" text-guided inpainting with a diffusers inpainting pipeline,
             prompted with the file's caption (:mod:`sdc.compose.diffusion`);
@@ -40,7 +39,7 @@ from sdc.errors import UsageError
 COMPOSERS: tuple[str, ...] = ("none", "smooth", "diffusion", "auto")
 DEFAULT_COMPOSER = "smooth"  # the offline one; what a caller should pick when it has no preference
 
-SMOOTH_KEYS = ("sigma", "fade", "inpaint_scale")
+SMOOTH_KEYS = ("sigma",)
 
 
 class ComposeFallbackWarning(UserWarning):
@@ -62,7 +61,7 @@ def compose(rgb: np.ndarray, missing: np.ndarray, *, composer: str, caption: str
         missing: (H, W) bool, True where the pixel's level was not decoded.
         composer: name from COMPOSERS (case-insensitive).
         caption: text describing the image (the .sdc caption); prompts "diffusion".
-        config: optional settings: "sigma", "fade", "inpaint_scale" for "smooth" (see
+        config: optional settings: "sigma" for "smooth" (see
             :mod:`sdc.compose.smooth`); "model", "allow_download", "steps",
             "strength", "guidance_scale", "negative_prompt", "seed", "size",
             "device", "dtype" for "diffusion" (see :mod:`sdc.compose.diffusion`).

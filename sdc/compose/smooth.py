@@ -3,25 +3,23 @@
 What the codec leaves in a missing region is the image synthesised from the
 hyperprior's predicted latent mean: the right colours and rough layout, but
 overlaid with blotches on the latent grid (stride 16). This composer keeps
-that information and cleans it up:
+that information and cleans it up: it low-passes the fill with a Gaussian,
+sigma = 4 px (a quarter of the latent stride), which removes most of the grid
+blotches (computed at reduced resolution).
 
-1. low-pass the fill with a Gaussian, sigma = 4 px (a quarter of the latent
-   stride): removes most of the grid blotches (computed at reduced resolution);
-2. optionally (``fade`` > 0; off by default), near the seam, continue the
-   decoded pixels into the hole with OpenCV's Telea inpainting (run at 1/4
-   resolution, radius 5) and cross-fade from it to the low-passed fill with
-   weight exp(-distance / fade).
-
-Why these defaults (``benchmarks/compose_offline.py``, results in
+Why (``benchmarks/compose_offline.py``, results in
 ``benchmarks/results/compose_offline.json``: 26 partial decodes of the sample
 and the val photos, holes over 55-98 % of the picture; PSNR inside the hole,
-a grid-blockiness ratio, PSNR in the 8 px band inside the seam):
+a grid-blockiness ratio, PSNR in the 8 px band inside the seam; "Telea, fade
+F" continues the decoded pixels into the hole with OpenCV's Telea inpainting
+at 1/4 resolution and cross-fades from it to the low-passed fill with weight
+exp(-distance / F)):
 
     ============================== ========= ========== =========
     method                         hole PSNR blockiness band PSNR
     ============================== ========= ========== =========
     hyperprior fill as is            20.45      1.74      19.71
-    **Gaussian sigma 4 (no fade)**   20.35      1.14      19.59
+    **Gaussian sigma 4**             20.35      1.14      19.59
     Gaussian 8 + Telea, fade 16      19.77      1.01      18.65
     Gaussian 4 + Telea, fade 16      20.13      1.12      18.76
     Gaussian 4 + Telea, fade 8       20.29      1.12      19.12
@@ -34,37 +32,16 @@ fill carries detail right up to the seam, so a Telea continuation does not
 pay: without it the hole is as good, the seam band is better (the fill meets
 the decoded pixels better than a continuation of them does) and composing
 takes half the time. The low-pass alone costs 0.1 dB inside the hole against
-the fill as is and cuts the grid from 1.74 to 1.14. ``fade`` stays a setting
-for fills that are far off at the seam (weaker weights, L1 at a much higher
-quality than the rest). Deterministic, CPU only. Re-run the benchmark after
-new weights.
+the fill as is and cuts the grid from 1.74 to 1.14. Deterministic, CPU only.
+Re-run the benchmark after new weights.
 
-Settings (``compose(..., config=...)``): ``sigma`` (0 = no low-pass), ``fade``
-(0 = no Telea continuation), ``inpaint_scale``.
+Settings (``compose(..., config=...)``): ``sigma`` (0 = no low-pass).
 """
 from __future__ import annotations
 
 import numpy as np
 
 SIGMA = 4.0  # low-pass of the fill, px (LATENT_STRIDE / 4)
-FADE = 0.0  # how far the inpainted continuation of the decoded pixels reaches into the hole, px (0 = off)
-INPAINT_SCALE = 4  # Telea runs at 1/4 resolution: fast, and its streaks are blurred away
-
-
-def _telea(rgb: np.ndarray, missing: np.ndarray, scale: int = INPAINT_SCALE, radius: int = 5) -> np.ndarray | None:
-    """Telea inpainting of the hole from the decoded pixels only, at 1/scale, upsampled (None if nothing known)."""
-    import cv2
-
-    height, width = missing.shape
-    for s in (scale, 1):  # a decoded region thinner than `scale` vanishes at 1/scale: then full resolution
-        size = (max(1, width // s), max(1, height // s))
-        # a small pixel is known only if every pixel it covers is
-        hole = cv2.resize(missing.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
-        if not hole.all():
-            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            filled = cv2.inpaint(small, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-            return cv2.resize(filled, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    return None
 
 
 def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -81,19 +58,10 @@ def _lowpass(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def smooth_compose(rgb: np.ndarray, missing: np.ndarray, *, sigma: float = SIGMA, fade: float = FADE,
-                   inpaint_scale: int = INPAINT_SCALE) -> np.ndarray:
+def smooth_compose(rgb: np.ndarray, missing: np.ndarray, *, sigma: float = SIGMA) -> np.ndarray:
     """The whole image with pixels in `missing` replaced (see the module docstring)."""
-    import cv2
-
     img = rgb.astype(np.float32)
     out = _lowpass(img, sigma) if sigma > 0 else img
-    if fade > 0 and not missing.all():
-        continued = _telea(rgb, missing, max(1, int(inpaint_scale)))
-        if continued is not None:
-            # distanceTransform: distance of each non-zero (missing) pixel to the nearest zero (decoded) one.
-            weight = np.exp(-cv2.distanceTransform(missing.astype(np.uint8), cv2.DIST_L2, 5) / fade)[..., None]
-            out = weight * continued + (1 - weight) * out
     result = rgb.copy()
     result[missing] = np.clip(np.rint(out[missing]), 0, 255).astype(np.uint8)
     return result
