@@ -4,6 +4,8 @@
 ``weights/sdc.safetensors`` (float state for resuming training, entropy tables,
 integer hyper-synthesis) and ``weights/manifest.json`` (architecture,
 training record, real-bitstream validation on ../shared/data/val, sha256).
+``python -m sdc.export onnx [--weights weights]`` then adds the ONNX files of
+the float transforms (:mod:`sdc.export_onnx`).
 """
 from __future__ import annotations
 
@@ -18,11 +20,11 @@ import torch
 from PIL import Image
 
 from sdc.levels import LEVELS
-from sdc.models.channel_context import IntegerChannelContext
 from sdc.models.codec import SDCCodec
-from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis
+from sdc.models.integer_hyper import ACT_BITS
 from sdc.models.layers import BLOCK_KEYS
 from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
+from sdc.models.quantize import quantize_channel_context, quantize_hyper_synthesis
 from sdc.models.weights import save_weights
 from sdc.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, lineage_steps, manifest_beside,
                        trained_tensors)
@@ -35,9 +37,9 @@ def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
     net.entropy_bottleneck.update(force=True)
     net.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
     tensors = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    tensors.update(IntegerHyperSynthesis.quantize(net.h_s))
+    tensors.update(quantize_hyper_synthesis(net.h_s))
     if net.context is not None:
-        tensors.update(IntegerChannelContext.quantize(net.context))
+        tensors.update(quantize_channel_context(net.context))
     # Scales are compared after multiplying by the fixed-point gain: units 2^-(2·ACT_BITS).
     tensors["int_scale_thresholds"] = torch.round(net.gaussian_conditional.scale_table.double() * 2.0 ** (2 * ACT_BITS)).to(torch.int64)
     medians = net.entropy_bottleneck.quantiles[:, 0, 1].detach().double()
@@ -108,6 +110,13 @@ def write_training_start(weights: Path, out: Path) -> None:
 
 
 def main(argv=None) -> None:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["onnx"]:  # python -m sdc.export onnx: the ONNX transforms of exported weights
+        from sdc.export_onnx import main as export_onnx
+
+        return export_onnx(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="training run directory (uses its ckpt.pt)")
     p.add_argument("--init", help="or: a safetensors state dict to export as is")

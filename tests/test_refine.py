@@ -110,8 +110,9 @@ def test_the_objective_counts_the_bits_the_coder_writes(codec, shared):
         y = codec.net.g_a(x)
         hp = codec.latent.hyper_params(codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2])),
                                        int(qmap.max()), qmap)
-        u = (y[0].double() * codec.latent.gains(qmap)).float()[None]
-        y_hat, mu, sigma = codec.refiner._relaxed(u, hp.means.float()[None], hp.scales.float()[None], torch.round)
+        u = (y[0].double() * torch.from_numpy(codec.latent.gains(qmap))).float()[None]
+        means, scales = torch.from_numpy(hp.means).float(), torch.from_numpy(hp.scales).float()
+        y_hat, mu, sigma = codec.refiner._relaxed(u, means[None], scales[None], torch.round)
         estimate = float(gaussian_bits(y_hat, mu, sigma))
     real = 8 * len(coded.groups["other"])
     assert abs(estimate - real) < 0.02 * real, (estimate, real)
@@ -177,12 +178,12 @@ def test_float_hyper_synthesis_agrees_with_the_integer_one(codec, photo):
     qz = int(qmap.max())
     symbols = codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2]))
     hp = codec.latent.hyper_params(symbols, qz, qmap)
-    z_hat = (torch.from_numpy(symbols).double() + codec.latent.z_median.view(-1, 1, 1)) / codec.latent.z_gain(qz).view(-1, 1, 1)
+    z_hat = (symbols + codec.latent.z_median[:, None, None]) / codec.latent.z_gain(qz)[:, None, None]
     with torch.no_grad():
-        scales, means = codec.refiner.hyper.h_s(z_hat.float()[None]).chunk(2, 1)
-    gains = codec.latent.gains(qmap).float()
-    assert float((means[0] * gains - hp.means.float()).abs().max()) < 0.02
-    assert float((scales[0] * gains - hp.scales.float()).abs().max()) < 0.02
+        scales, means = codec.refiner.hyper.h_s(torch.from_numpy(z_hat).float()[None]).chunk(2, 1)
+    gains = torch.from_numpy(codec.latent.gains(qmap)).float()
+    assert float((means[0] * gains - torch.from_numpy(hp.means).float()).abs().max()) < 0.02
+    assert float((scales[0] * gains - torch.from_numpy(hp.scales).float()).abs().max()) < 0.02
 
 
 def test_higher_effort_is_never_costlier_and_joint_wins_only_when_it_pays(codec, larger_photo):

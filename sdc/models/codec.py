@@ -145,11 +145,16 @@ class SDCCodec:
         self._context_slices = int(arch.get("context_slices", 0))
 
     # -- helpers ------------------------------------------------------------------
-    def _quality_map(self, group_map: np.ndarray, qualities: dict[str, int]) -> torch.Tensor:
+    def _quality_map(self, group_map: np.ndarray, qualities: dict[str, int]) -> np.ndarray:
+        """(h, w) int64 0-based quality of each latent position."""
         q = np.array([qualities[lv] for lv in LEVELS], dtype=np.int64)
         if q.min() < 1 or q.max() > self.num_qualities:
             raise UsageError(f"quality must be 1..{self.num_qualities}, got {dict(qualities)}")
-        return torch.from_numpy(q[group_map] - 1)
+        return q[group_map] - 1
+
+    def _inv_gain_map(self, qmap: np.ndarray) -> torch.Tensor:
+        """(M, h, w) float32 g' of each position's quality, for g_s."""
+        return self._inv_gain[torch.from_numpy(qmap)].permute(2, 0, 1)
 
     def _check_map(self, group_map: np.ndarray, height: int, width: int) -> np.ndarray:
         expected = latent_shape(height, width)
@@ -165,9 +170,9 @@ class SDCCodec:
         return (self.net.N, h // 4, w // 4)
 
     # -- API ----------------------------------------------------------------------
-    def _z_quality(self, gmap: np.ndarray, qmap: torch.Tensor) -> int:
+    def _z_quality(self, gmap: np.ndarray, qmap: np.ndarray) -> int:
         """0-based quality of z: the highest quality of any position (decoder derives it too)."""
-        return int(qmap.max()) if qmap.numel() else 0
+        return int(qmap.max()) if qmap.size else 0
 
     @functools.cached_property
     def refiner(self) -> LatentRefiner:
@@ -184,7 +189,7 @@ class SDCCodec:
                 h_s = build_h_s(self.net.N, self.net.M)
                 h_s.load_state_dict({k[len("h_s."):]: v for k, v in tensors.items() if k.startswith("h_s.")})
                 h_s.requires_grad_(False)
-                hyper = FloatHyperprior(h_s, FactorizedDensity(tensors), self.latent.z_median)
+                hyper = FloatHyperprior(h_s, FactorizedDensity(tensors), torch.from_numpy(self.latent.z_median))
             except (KeyError, RuntimeError):
                 hyper = None
         self.net.requires_grad_(False)
@@ -233,10 +238,10 @@ class SDCCodec:
         qmap = self._quality_map(gmap, qualities)
         x = pad_to_multiple(torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0))
         y = self._analysis(x)
-        z = self.net.h_a(y)[0]
+        z = self.net.h_a(y)[0].numpy()
         qz = self._z_quality(gmap, qmap)
         gains = self.latent.gains(qmap)
-        y_gained = y[0].double() * gains
+        y_gained = y[0].double().numpy() * gains  # the latent codec works on numpy
         z_support = self.hyperprior_support(gmap, levels) if flat_hyperprior else None
 
         def code_z(symbols: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -244,21 +249,21 @@ class SDCCodec:
                 symbols = np.where(z_support, symbols, 0)
             return self.latent.encode_z_symbols(symbols)
 
-        hyper, z_symbols = code_z(torch.round(self.latent.z_unrounded(z, qz)).to(torch.int64).numpy())
+        hyper, z_symbols = code_z(np.round(self.latent.z_unrounded(z, qz)).astype(np.int64))
         hp = self.latent.hyper_params(z_symbols, qz, qmap)
         groups, _ = self.latent.encode_groups(y_gained, hp, gmap, levels)
         plain = CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
         lengths = [n for n in ((refine_steps,) if isinstance(refine_steps, int) else refine_steps) if n > 0]
         if not (joint_steps or lengths):
             return plain
-        inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
+        inv_gain = self._inv_gain_map(qmap)
         tiles = list(latent_tiles(*gmap.shape, self.refine_tile, self.tile_margin))
 
-        def coded(hyper: bytes, hp, y: torch.Tensor) -> CodedImage:
+        def coded(hyper: bytes, hp, y) -> CodedImage:
             groups, _ = self.latent.encode_groups(y, hp, gmap, levels)
             return CodedImage(height, width, dict(qualities), gmap.astype(np.uint8), hyper, groups)
 
-        def y_refined(hyper: bytes, hp, y_start: torch.Tensor) -> list[CodedImage]:
+        def y_refined(hyper: bytes, hp, y_start) -> list[CodedImage]:
             return [coded(hyper, hp, self.refiner.refine(x[0], y_start, hp.means, hp.scales, inv_gain,
                                                          qmap, height, width, n, tiles)) for n in lengths]
 
@@ -271,8 +276,8 @@ class SDCCodec:
             hp_joint = self.latent.hyper_params(z_joint, qz, qmap)
             candidates += y_refined(hyper_joint, hp_joint, y_joint) or [coded(hyper_joint, hp_joint, y_joint)]
         # Refinement descends a relaxed objective and can end above where it
-        # started (seen on small crops, and for the joint phase with weights
-        # dc60124b, which then lost to y alone), so the file kept is the one
+        # started (seen on small crops, and for the joint phase, which then lost
+        # to y alone: docs/experiments.md), so the file kept is the one
         # with the lowest real cost of all runs. Each run is seeded, and each
         # effort's runs include the lower efforts' (EFFORT_STEPS), so a higher
         # effort is never worse than a lower one.
@@ -338,8 +343,7 @@ class SDCCodec:
         except EntropyDecodeError as exc:
             raise BadInputError(str(exc)) from None
         symbols["hyperprior"] = z_symbols
-        inv_gain = self._inv_gain[qmap].permute(2, 0, 1)
-        return y_g.float() * inv_gain, symbols
+        return torch.from_numpy(y_g).float() * self._inv_gain_map(qmap), symbols
 
 
 @functools.lru_cache(maxsize=4)

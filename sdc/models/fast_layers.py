@@ -6,8 +6,8 @@ instead of a slow special case; results agree up to float32 summation order
 (~1e-6, far below one code value). Training keeps the compressai layers, so
 the weights file and its keys do not change.
 
-Measured on this 2-core CPU, one thread, 768x512 image, channels-last
-(session 17, under training load, so ratios rather than times):
+Measured on a 2-core CPU, one thread, 768x512 image, channels-last (under
+training load, so ratios rather than times):
 
     g_s last layer, 64 -> 3, 5x5 deconv s2   0.087-0.092 s -> 0.025-0.049 s
     g_s patch bypass, M -> 3, 16x16 deconv   0.027 s -> 0.014 s (M = 192)

@@ -33,7 +33,8 @@ own earlier slices alone (no spatial or cross-group context), so each group's
 substream decodes without the others. μ·g, the context and the σ-index are
 computed in integers (:class:`IntegerHyperSynthesis`,
 :class:`IntegerChannelContext`, gains and z median stored as fixed-point
-integers in the weights), so they are bit-identical on every machine. Within
+integers in the weights), so they are bit-identical on every machine. All of
+it runs on numpy (integer-valued float64 arrays), without torch. Within
 a group, symbols are listed slice by slice, within a slice channel by
 channel, and within a channel in raster order of the group's positions; each
 slice is one batch of the substream's range coder (see
@@ -46,12 +47,11 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from sdc.levels import LEVELS
-from sdc.models.channel_context import IntegerChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError, TableCoder
-from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis, scale_indexes
+from sdc.models.integer_context import IntegerChannelContext
+from sdc.models.integer_hyper import ACT_BITS, IntegerHyperSynthesis, float64_array, scale_indexes
 
 Z_SYMBOL_LIMIT = 1 << 15  # |ẑ symbol| bound; beyond it the file cannot be ours
 Y_SYMBOL_LIMIT = 1 << 20  # |y symbol| bound (real latents stay far below)
@@ -73,17 +73,17 @@ class HyperParams:
     """What the decoder derives from the HYPR substream, the region map and the qualities."""
 
     z_symbols: np.ndarray  # (N, hz, wz) int64
-    means_2x: torch.Tensor  # (M, h, w) integer-valued float64: μ·g in units 2^-(2·ACT_BITS)
-    scales_2x: torch.Tensor  # (M, h, w) the same for σ·g
+    means_2x: np.ndarray  # (M, h, w) integer-valued float64: μ·g in units 2^-(2·ACT_BITS)
+    scales_2x: np.ndarray  # (M, h, w) the same for σ·g
     indexes: np.ndarray  # (M, h, w) int64 table index per element, from the hyperprior alone
 
     @property
-    def means(self) -> torch.Tensor:
+    def means(self) -> np.ndarray:
         """μ·g in quantization steps (float64, exact)."""
         return self.means_2x * 2.0 ** (-2 * ACT_BITS)
 
     @property
-    def scales(self) -> torch.Tensor:
+    def scales(self) -> np.ndarray:
         """σ·g in quantization steps (float64, exact)."""
         return self.scales_2x * 2.0 ** (-2 * ACT_BITS)
 
@@ -92,62 +92,65 @@ class GroupedLatentCodec:
     """Codes z and the groups of y; see the module docstring for the data flow.
 
     Args:
-        tensors: the weights file's tensors.
+        tensors: the weights file's tensors (numpy arrays or torch tensors; only
+            read here, into numpy).
         context_slices: channel slices of the 1x1 channel context (0 or 1: none).
+
+    Arrays in and out are numpy: qmap (h, w) int 0-based qualities, y·g and
+    the results float64.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], context_slices: int = 0):
+    def __init__(self, tensors: dict, context_slices: int = 0):
         self.h_s = IntegerHyperSynthesis(tensors)
-        self.thresholds = tensors["int_scale_thresholds"]  # units 2^-(2·ACT_BITS)
-        self.gain_fixed = tensors["int_gain"].to(torch.float64)  # (Q, M), units 2^-ACT_BITS
+        self.thresholds = np.asarray(tensors["int_scale_thresholds"], dtype=np.int64)  # units 2^-(2·ACT_BITS)
+        self.gain_fixed = float64_array(tensors["int_gain"])  # (Q, M), units 2^-ACT_BITS
         self.M = self.gain_fixed.shape[1]
-        self.z_inv_gain_fixed = tensors["int_z_inv_gain"].to(torch.float64)  # (Q, N)
-        self.z_median_fixed = tensors["int_z_median"].to(torch.float64)  # (N,)
+        self.z_inv_gain_fixed = float64_array(tensors["int_z_inv_gain"])  # (Q, N)
+        self.z_median_fixed = float64_array(tensors["int_z_median"])  # (N,)
         self.context = IntegerChannelContext(tensors, self.M, context_slices) if context_slices > 1 else None
         width = self.context.C if self.context else self.M
         self.slices = [slice(c, c + width) for c in range(0, self.M, width)]
-        self.z_coder = TableCoder(
-            tensors["entropy_bottleneck._quantized_cdf"].numpy(),
-            tensors["entropy_bottleneck._cdf_length"].numpy(),
-            tensors["entropy_bottleneck._offset"].numpy(),
-        )
-        self.y_coder = TableCoder(
-            tensors["gaussian_conditional._quantized_cdf"].numpy(),
-            tensors["gaussian_conditional._cdf_length"].numpy(),
-            tensors["gaussian_conditional._offset"].numpy(),
-        )
+        self.z_coder = self._table_coder(tensors, "entropy_bottleneck.")
+        self.y_coder = self._table_coder(tensors, "gaussian_conditional.")
 
-    def gains(self, qmap: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _table_coder(tensors: dict, prefix: str) -> TableCoder:
+        return TableCoder(*(np.asarray(tensors[prefix + key]) for key in ("_quantized_cdf", "_cdf_length", "_offset")))
+
+    def _gain_fixed_map(self, qmap: np.ndarray) -> np.ndarray:
+        """(M, h, w) fixed-point gains (units 2^-ACT_BITS) of each position's quality."""
+        return np.ascontiguousarray(self.gain_fixed[np.asarray(qmap)].transpose(2, 0, 1))
+
+    def gains(self, qmap: np.ndarray) -> np.ndarray:
         """(M, h, w) float64 gains g of each position's quality (exactly the fixed-point ones)."""
-        return self.gain_fixed[qmap].permute(2, 0, 1) * 2.0**-ACT_BITS
+        return self._gain_fixed_map(qmap) * 2.0**-ACT_BITS
 
     # -- hyperprior ------------------------------------------------------------
-    def hyper_params(self, z_symbols: np.ndarray, qz: int, qmap: torch.Tensor) -> HyperParams:
+    def hyper_params(self, z_symbols: np.ndarray, qz: int, qmap: np.ndarray) -> HyperParams:
         """μ·g, σ·g and σ-indexes from ẑ symbols; qz and qmap are 0-based qualities."""
-        zs = torch.from_numpy(z_symbols.astype(np.float64))
-        z_gained = zs * 2.0**ACT_BITS + self.z_median_fixed.view(-1, 1, 1)
-        z_fixed = torch.floor(z_gained * self.z_inv_gain_fixed[qz].view(-1, 1, 1) * 2.0**-ACT_BITS + 0.5)
+        zs = z_symbols.astype(np.float64)
+        z_gained = zs * 2.0**ACT_BITS + self.z_median_fixed[:, None, None]
+        z_fixed = np.floor(z_gained * self.z_inv_gain_fixed[qz][:, None, None] * 2.0**-ACT_BITS + 0.5)
         scales, means = self.h_s(z_fixed[None])
-        g = self.gain_fixed[qmap].permute(2, 0, 1)
+        g = self._gain_fixed_map(qmap)
         scales_2x = scales[0] * g
-        indexes = scale_indexes(scales_2x, self.thresholds).numpy().astype(np.int64)
-        return HyperParams(z_symbols, means[0] * g, scales_2x, indexes)
+        return HyperParams(z_symbols, means[0] * g, scales_2x, scale_indexes(scales_2x, self.thresholds))
 
     def z_indexes(self, shape: tuple[int, int, int]) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0])[:, None, None], shape)
 
-    def z_gain(self, qz: int) -> torch.Tensor:
+    def z_gain(self, qz: int) -> np.ndarray:
         """(N,) float64 g_z of quality qz, as the decoder's fixed-point inverse implies."""
         return 2.0**ACT_BITS / self.z_inv_gain_fixed[qz]
 
     @property
-    def z_median(self) -> torch.Tensor:
+    def z_median(self) -> np.ndarray:
         """(N,) float64 median of z·g_z (the symbols' offset)."""
         return self.z_median_fixed * 2.0**-ACT_BITS
 
-    def z_unrounded(self, z: torch.Tensor, qz: int) -> torch.Tensor:
-        """z·g_z − median: the ẑ symbols before rounding."""
-        return z.double() * self.z_gain(qz).view(-1, 1, 1) - self.z_median.view(-1, 1, 1)
+    def z_unrounded(self, z: np.ndarray, qz: int) -> np.ndarray:
+        """z·g_z − median: the ẑ symbols before rounding; z: (N, hz, wz) from h_a."""
+        return float64_array(z) * self.z_gain(qz)[:, None, None] - self.z_median[:, None, None]
 
     def encode_z_symbols(self, sym: np.ndarray) -> tuple[bytes, np.ndarray]:
         """The HYPR substream of (N, hz, wz) ẑ symbols (clipped to the format's bound), and the symbols."""
@@ -161,28 +164,29 @@ class GroupedLatentCodec:
         return sym
 
     # -- groups of y --------------------------------------------------------------
-    def encode_groups(self, y_gained: torch.Tensor, hp: HyperParams, group_map: np.ndarray,
+    def encode_groups(self, y_gained: np.ndarray, hp: HyperParams, group_map: np.ndarray,
                       levels: tuple[str, ...] = LEVELS) -> tuple[dict[str, bytes], np.ndarray]:
         """Substreams of `levels` from y·g (M, h, w); also returns all (M, h, w) symbols.
 
         Each substream holds one batch per channel slice, in slice order.
         """
-        M, P = self.M, y_gained[0].numel()
-        y2 = y_gained.to(torch.float64).reshape(M, P)
+        y2 = float64_array(y_gained).reshape(self.M, -1)
         masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in levels}
         encoders = {lv: self.y_coder.encoder() for lv in levels}
-        symbols = np.empty((M, P), dtype=np.int64)
+        symbols = np.empty(y2.shape, dtype=np.int64)
         chain = _SliceChain(self, hp)
         for k, ch in enumerate(self.slices):
             means, indexes = chain.params(k)
-            sym = torch.round(y2[ch] - means * 2.0 ** (-2 * ACT_BITS)).clamp_(-Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT)
-            symbols[ch] = sym.to(torch.int64).numpy()
+            sym = np.round(y2[ch] - means * 2.0 ** (-2 * ACT_BITS))  # half to even
+            np.clip(sym, -Y_SYMBOL_LIMIT, Y_SYMBOL_LIMIT, out=sym)
+            symbols[ch] = sym
             chain.push(sym * 2.0 ** (2 * ACT_BITS) + means)
             for lv in levels:
                 encoders[lv].encode(symbols[ch][:, masks[lv]], indexes[:, masks[lv]])
-        return {lv: e.finish() for lv, e in encoders.items()}, symbols.reshape(y_gained.shape)
+        return {lv: e.finish() for lv, e in encoders.items()}, symbols.reshape(hp.means_2x.shape)
 
-    def decode_groups(self, streams: dict[str, bytes], hp: HyperParams, group_map: np.ndarray) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    def decode_groups(self, streams: dict[str, bytes], hp: HyperParams,
+                      group_map: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """ŷ·g for all positions (the prediction μ'·g where a group is absent) and the decoded symbols per group."""
         masks = {lv: (group_map == LEVELS.index(lv)).reshape(-1) for lv in streams}
         decoders = {}
@@ -193,7 +197,7 @@ class GroupedLatentCodec:
         chain = _SliceChain(self, hp)
         for k, ch in enumerate(self.slices):
             means, indexes = chain.params(k)
-            y_k = means.clone()
+            y_k = means.copy()
             for lv, dec in decoders.items():
                 idx = indexes[:, masks[lv]]
                 with _naming_substream(lv):
@@ -201,12 +205,12 @@ class GroupedLatentCodec:
                     if np.abs(sym).max(initial=0) > Y_SYMBOL_LIMIT:
                         raise EntropyDecodeError("symbols out of range")
                 decoded[lv].append(sym)
-                y_k[:, torch.from_numpy(masks[lv])] += torch.from_numpy(sym.astype(np.float64)) * 2.0 ** (2 * ACT_BITS)
+                y_k[:, masks[lv]] += sym * 2.0 ** (2 * ACT_BITS)
             chain.push(y_k)
         for lv, dec in decoders.items():
             with _naming_substream(lv):
                 dec.finish()
-        y_gained = (torch.cat(chain.y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
+        y_gained = (np.concatenate(chain.y_hat_2x, 0) * 2.0 ** (-2 * ACT_BITS)).reshape(hp.means_2x.shape)
         return y_gained, {lv: np.concatenate(parts, 0) for lv, parts in decoded.items()}
 
 
@@ -225,17 +229,17 @@ class _SliceChain:
 
     def __init__(self, codec: GroupedLatentCodec, hp: HyperParams):
         self.codec, self.context = codec, codec.context
-        M, P = codec.M, hp.means_2x[0].numel()
+        M, P = codec.M, hp.means_2x[0].size
         self.means, self.scales = hp.means_2x.reshape(M, P), hp.scales_2x.reshape(M, P)
         self.indexes = hp.indexes.reshape(M, P)
-        self.y_hat_2x: list[torch.Tensor] = []
+        self.y_hat_2x: list[np.ndarray] = []
         self.buffer = None
         ctx = self.context
         if ctx is not None and ctx.input_rows(ctx.slices - 1) * P * 8 <= CONTEXT_BUFFER_BYTES:
-            self.buffer = torch.empty(ctx.input_rows(ctx.slices - 1), P, dtype=torch.float64)  # the last slice's input
-            ctx.write_features(self.buffer, self.means, torch.from_numpy(self.indexes))
+            self.buffer = np.empty((ctx.input_rows(ctx.slices - 1), P))  # the last slice's input
+            ctx.write_features(self.buffer, self.means, self.indexes)
 
-    def params(self, k: int) -> tuple[torch.Tensor, np.ndarray]:
+    def params(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(C, P) μ'·g (units 2^-2·ACT_BITS) and σ'-indexes of slice k; slices < k must be pushed."""
         ch, ctx = self.codec.slices[k], self.context
         if k == 0 or ctx is None:
@@ -245,18 +249,17 @@ class _SliceChain:
         # One pass over the buffer, or chunks whose inputs are rebuilt.
         P = self.means.shape[1]
         step = P if self.buffer is not None else CONTEXT_CHUNK
-        indexes = torch.from_numpy(self.indexes)
-        out_m, out_i = torch.empty_like(self.means[ch]), torch.empty(self.means[ch].shape, dtype=torch.int64)
+        out_m, out_i = np.empty(self.means[ch].shape), np.empty(self.means[ch].shape, dtype=np.int64)
         for p0 in range(0, P, step):
             part = slice(p0, min(P, p0 + step))
             x = self.buffer if self.buffer is not None else ctx.inputs(
-                self.means[:, part], indexes[:, part], [v[:, part] for v in self.y_hat_2x])
+                self.means[:, part], self.indexes[:, part], [v[:, part] for v in self.y_hat_2x])
             m, s = ctx.refine(k, x, self.means[ch, part], self.scales[ch, part])
             out_m[:, part] = m
-            out_i[:, part] = scale_indexes(s, self.codec.thresholds).to(torch.int64)
-        return out_m, out_i.numpy()
+            out_i[:, part] = scale_indexes(s, self.codec.thresholds)
+        return out_m, out_i
 
-    def push(self, y_hat_2x: torch.Tensor) -> None:
+    def push(self, y_hat_2x: np.ndarray) -> None:
         """ŷ·g (C, P) of the next slice."""
         k = len(self.y_hat_2x)
         self.y_hat_2x.append(y_hat_2x)

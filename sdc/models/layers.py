@@ -208,7 +208,7 @@ class Bypassed(nn.Sequential):
 # Why a linear patch bypass: at high rates transform coding is close to linear,
 # and on our val photos a plain 16x16x3 KLT keeping 144 components reaches
 # 31.6 dB while g_s(g_a(x)) of the 144-channel GDN network, unquantised,
-# reached only 30.6 dB (session 8): the narrow (N=64) nonlinear path, not y's
+# reached only 30.6 dB: the narrow (N=64) nonlinear path, not y's
 # width, capped the top qualities. One 16x16 stride-16 convolution each way is
 # the cheapest way to give y and x̂ that linear path: 768·M multiply-adds per
 # latent cell, ~0.17 GMAC for 768x512 at M=144, ~4% of g_s.

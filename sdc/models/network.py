@@ -42,8 +42,8 @@ from sdc.models.layers import BLOCK_KEYS, build_transforms
 from sdc.models.weights import declared_num_qualities
 
 # Rate-distortion trade-offs of the qualities 1, 2, ...: loss = λ·255²·MSE + bpp,
-# spaced x2.4 from 0.00025 (weights up to c01efd58 used 0.0016·1.7^k, which only
-# reached 0.33-1.08 bpp). A network with n qualities uses the first n rungs, so
+# spaced x2.4 from 0.00025 (a ladder of 0.0016·1.7^k reached only 0.33-1.08
+# bpp). A network with n qualities uses the first n rungs, so
 # adding a quality on top keeps the λs (and the gains) of the others.
 LAMBDA_FIRST, LAMBDA_STEP = 0.00025, 2.4
 

@@ -56,27 +56,23 @@ from sdc.models.channel_context import ChannelContext
 from sdc.models.network import LATENT_STRIDE, quality_lambdas
 
 # Encoder effort (sdc encode --effort) -> steps of the joint (ẑ and y) phase and
-# of the y-only phase. y-only, 20 steps against effort 1: -7.6% BD-rate on all
-# val (results/rd_effort2.json at 960c9d95). Joint + y-only against y-only at
-# equal steps, on two val photos (session 7): 20 + 20 vs 40, -2.7%; 10 + 10 vs
-# 20, -0.1%: the joint phase pays only with enough steps, so effort 2 skips it.
-# All val at f4223bd6: effort 2 -7.8%, effort 3 -7.9% (4 qualities; pchip -9.6%).
-# At dc60124b the joint phase stopped paying on a 384x256 crop, so SDCCodec.encode
-# at effort 3 makes the y-only file as well and keeps the cheaper.
-# Effort 4 (session 20): longer y-only phase at a step size scaled down with the
-# step count (see step_size): on wiki_001 at q6 the real cost fell by 3.05% at
-# 20 steps, 4.12% at 80 (step 0.0125) and 4.22% at 200 (0.005), where 80 and 200
-# steps at the 20-step size (0.05) gained less than 20 did.
-# The y-only phase is a tuple of run lengths, each run made from g_a's y and
-# (with joint steps) from the joint phase's: every effort's runs include the
-# lower efforts', and the encoder keeps the cheapest file, so an effort is never
-# costlier than a lower one (effort 4 alone could lose to effort 3's 20 + 20).
+# of the y-only phase. The joint phase pays only with enough steps, so effort 2
+# skips it; longer y-only runs use a smaller step (step_size). The y-only phase
+# is a tuple of run lengths, each run made from g_a's y and (with joint steps)
+# from the joint phase's: every effort's runs include the lower efforts', and
+# the encoder keeps the cheapest file, so an effort is never costlier than a
+# lower one. The measurements behind these numbers: docs/experiments.md.
 EFFORT_STEPS = {1: (0, ()), 2: (0, (20,)), 3: (20, (20,)), 4: (20, (20, 80))}
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically
 LEARNING_RATE = 0.05  # Adam step on u, in quantization steps, for runs of up to REFERENCE_STEPS
 REFERENCE_STEPS = 20
 SCALE_BOUND = 0.11  # the smallest σ·g the coder's table holds (compressai's bound)
 LIKELIHOOD_BOUND = 1e-9
+
+
+def _float32(a) -> torch.Tensor:
+    """A new float32 tensor of `a`: the latent codec's numpy arrays enter the refiner here."""
+    return torch.as_tensor(a).detach().float().clone()
 
 
 def step_size(steps: int) -> float:
@@ -200,7 +196,7 @@ class LatentRefiner:
     @staticmethod
     def _pixel_lambdas(qmap):
         """(h, w) λ·255² of each latent cell's quality."""
-        return quality_lambdas(qmap.clone()) * 255.0**2
+        return quality_lambdas(torch.as_tensor(qmap).clone()) * 255.0**2
 
     @staticmethod
     def _per_pixel(lam, rows, cols):
@@ -208,18 +204,18 @@ class LatentRefiner:
         s = LATENT_STRIDE
         return lam.repeat_interleave(s, 0).repeat_interleave(s, 1)[:rows, :cols]
 
-    def refine(self, x: torch.Tensor, u0: torch.Tensor, means: torch.Tensor, scales: torch.Tensor,
-               inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int, steps: int,
+    def refine(self, x: torch.Tensor, u0, means, scales, inv_gain, qmap, height: int, width: int, steps: int,
                tiles) -> torch.Tensor:
         """Refined y·g with ẑ fixed, (M, h, w) float64.
 
         x: (3, H', W') padded image in [0, 1]; u0: g_a's y·g; means, scales: μ·g, σ·g
         from ẑ (quantization steps); inv_gain: (M, h, w) g'; qmap: (h, w) 0-based
         qualities; tiles: (kept, context) latent boxes as :func:`latent_tiles` yields.
+        The arrays may be numpy (as the latent codec makes them) or torch.
         """
         with torch.inference_mode(False), torch.enable_grad():
-            u = u0.detach().float().clone()
-            means, scales, inv_gain = means.float().clone(), scales.float().clone(), inv_gain.float().clone()
+            u = _float32(u0)
+            means, scales, inv_gain = _float32(means), _float32(scales), _float32(inv_gain)
             lam = self._pixel_lambdas(qmap)
             x = x.float().clone()
             generator = torch.Generator().manual_seed(0)
@@ -261,26 +257,25 @@ class LatentRefiner:
         with torch.no_grad():
             u[area] = torch.where(mask, param, fixed)[0]
 
-    def refine_jointly(self, x: torch.Tensor, u0: torch.Tensor, v0: torch.Tensor, z_gain: torch.Tensor,
-                       gain: torch.Tensor, inv_gain: torch.Tensor, qmap: torch.Tensor, height: int, width: int,
+    def refine_jointly(self, x: torch.Tensor, u0, v0, z_gain, gain, inv_gain, qmap, height: int, width: int,
                        steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Refined (y·g, ẑ symbols) of a whole latent: ẑ moves too (the joint phase).
 
         v0: (N, hz, wz) g_a's z·g_z − median, the ẑ symbols before rounding;
-        z_gain: (N,) g_z; gain, inv_gain: (M, h, w) g and g'. The bits of ẑ join
+        z_gain: (N,) g_z; gain, inv_gain: (M, h, w) g and g' (numpy or torch). The bits of ẑ join
         the loss, and μ·g, σ·g come from the float h_s of the relaxed ẑ. Returns
         y·g (M, h, w) float64 and the rounded ẑ symbols (N, hz, wz) int64.
         """
         hyper = self.hyper
         with torch.inference_mode(False), torch.enable_grad():
-            x, gain, inv_gain = x.float().clone()[None], gain.float().clone()[None], inv_gain.float().clone()[None]
-            z_gain, median = z_gain.float().clone().view(-1, 1, 1), hyper.median.float().view(-1, 1, 1)
+            x, gain, inv_gain = x.float().clone()[None], _float32(gain)[None], _float32(inv_gain)[None]
+            z_gain, median = _float32(z_gain).view(-1, 1, 1), hyper.median.float().view(-1, 1, 1)
             target = x[:, :, :height, :width]
             pixel_lam = self._per_pixel(self._pixel_lambdas(qmap), height, width)
             pixels = float(height * width)
             moved = torch.ones((1, 1) + tuple(u0.shape[1:]), dtype=torch.bool)
-            u = u0.detach().float().clone()[None].requires_grad_(True)
-            v = v0.detach().float().clone().requires_grad_(True)
+            u = _float32(u0)[None].requires_grad_(True)
+            v = _float32(v0).requires_grad_(True)
             opt = torch.optim.Adam([u, v], lr=step_size(steps))
             generator = torch.Generator().manual_seed(0)
             for step in range(steps):

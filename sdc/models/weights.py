@@ -76,18 +76,23 @@ def save_weights(directory: Path, tensors: dict[str, torch.Tensor], manifest: di
     return manifest
 
 
+def read_manifest(directory: Path) -> dict:
+    """The manifest of a weights directory; BadInputError if it is missing or unreadable."""
+    manifest_path = Path(directory) / MANIFEST_FILE
+    try:
+        return json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"no codec weights: {manifest_path} not found (set SDC_WEIGHTS)") from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"unreadable weights manifest {manifest_path}: {exc}") from None
+
+
 def load_weights(directory: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors and manifest; raises BadInputError if missing or the hash differs."""
     from safetensors.torch import load_file
 
     directory = Path(directory) if directory else default_weights_dir()
-    manifest_path = directory / MANIFEST_FILE
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise BadInputError(f"no codec weights: {manifest_path} not found (set SDC_WEIGHTS)") from None
-    except (OSError, ValueError) as exc:
-        raise BadInputError(f"unreadable weights manifest {manifest_path}: {exc}") from None
+    manifest = read_manifest(directory)
     path = directory / manifest.get("file", WEIGHTS_FILE)
     if not path.is_file():
         raise BadInputError(f"no codec weights: {path} not found")

@@ -4,7 +4,7 @@ A warm start for a wider model (Net2Net-style, Chen et al. 2016): the
 trained weights of an (N, M) network go into an (N, M') one so that its
 reconstruction is unchanged and the old channels keep their coding
 distributions; the new channels start as small, cheap, unused extras that
-training can then put to work. Measured reason to widen (session 4): at the
+training can then put to work. Measured reason to widen: at the
 highest quality every one of the 96 channels of the shipped model was non-zero
 at 45-93% of positions, while its PSNR flattened (29.7, 30.1, 30.3 dB for the
 top three qualities at +25% rate each): the latent, not the rate, was the cap.
@@ -36,7 +36,7 @@ from sdc.models.network import SDCNet
 # New y channels start at this fraction of the old channels' RMS: big enough
 # that rounding at the high qualities leaves them non-zero (so g_s gets a
 # gradient to learn them), small enough to cost few bits at first. Measured on
-# 16 training crops, 96 -> 144 channels from weights 7c06f6f5: the new
+# 16 training crops, widening 96 -> 144 channels: the new
 # channels add 0.000 / 0.017 / 0.266 bpp at q1 / q5 / q8 at 0.25 (to 0.06 /
 # 0.52 / 1.11), and 0.000 / 0.140 / 0.439 bpp at 0.5.
 NEW_CHANNEL_RMS_SHARE = 0.25
