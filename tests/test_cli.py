@@ -119,6 +119,20 @@ def test_encode_decode_round_trip_default_names(spy, images):
     assert spy[-1] == ("decode", {"levels": None, "composer": None, "max_pixels": DEFAULT_MAX_PIXELS})
 
 
+def test_task_file_decodes_at_the_original_size(tmp_path):
+    """--task codes a half-size picture; decode writes, and its table reports, the original size."""
+    src = tmp_path / "wide.png"
+    Image.fromarray(smooth_image(260, 140, 7)).save(src)
+    r = run(["encode", src, "--task", "object detection", "-q", "2"])
+    assert r.exit_code == 0, r.stderr
+    f = read_sdc(src.with_suffix(".sdc").read_bytes())
+    assert (f.header.width, f.header.height, f.display_size) == (130, 70, (260, 140))
+    src.unlink()
+    r = run(["decode", src.with_suffix(".sdc")])
+    assert r.exit_code == 0, r.stderr
+    assert pixels(src.with_suffix(".png")).shape == (140, 260, 3) and "260x140" in r.stderr
+
+
 def test_every_quality(spy, images, tmp_path):
     sizes, quality = [], []
     for q in range(1, manifest_num_qualities() + 1):

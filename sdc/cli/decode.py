@@ -50,11 +50,11 @@ def command(inputs, output, levels_spec, composer, force, quiet, max_pixels):
         if missing:
             warn(f"{label}: levels {', '.join(missing)} missing from the file "
                  f"(truncated or dropped); decoded {', '.join(result.decoded_levels) or 'none'}")
-        header = result.sdc.header
+        height, width = result.rgb.shape[:2]  # the display size when the file has one
         return {
             "file": label, "output": "<stdout>" if dst == STDIO else dst,
-            "size": len(data), "bpp": 8 * len(data) / (header.width * header.height),
-            "size_px": f"{header.width}x{header.height}",
+            "size": len(data), "bpp": 8 * len(data) / (width * height),
+            "size_px": f"{width}x{height}",
             "decoded": ",".join(result.decoded_levels) or "none",
             "missing": ",".join(missing) or "-",
             "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
