@@ -170,7 +170,8 @@ class SDCCodec:
         return (self.net.N, h // 4, w // 4)
 
     # -- API ----------------------------------------------------------------------
-    def _z_quality(self, gmap: np.ndarray, qmap: np.ndarray) -> int:
+    @staticmethod
+    def _z_quality(qmap: np.ndarray) -> int:
         """0-based quality of z: the highest quality of any position (decoder derives it too)."""
         return int(qmap.max()) if qmap.size else 0
 
@@ -239,7 +240,7 @@ class SDCCodec:
         x = pad_to_multiple(torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1)[None].float().div_(255.0))
         y = self._analysis(x)
         z = self.net.h_a(y)[0].numpy()
-        qz = self._z_quality(gmap, qmap)
+        qz = self._z_quality(qmap)
         gains = self.latent.gains(qmap)
         y_gained = y[0].double().numpy() * gains  # the latent codec works on numpy
         z_support = self.hyperprior_support(gmap, levels) if flat_hyperprior else None
@@ -338,7 +339,7 @@ class SDCCodec:
         qmap = self._quality_map(gmap, coded.qualities)
         try:
             z_symbols = self.latent.decode_z(coded.hyperprior, self.z_shape(coded.height, coded.width))
-            hp = self.latent.hyper_params(z_symbols, self._z_quality(gmap, qmap), qmap)
+            hp = self.latent.hyper_params(z_symbols, self._z_quality(qmap), qmap)
             y_g, symbols = self.latent.decode_groups(coded.groups, hp, gmap)
         except EntropyDecodeError as exc:
             raise BadInputError(str(exc)) from None
