@@ -94,7 +94,7 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
     """
     from PIL import Image
 
-    from sdc.models.network import latent_shape
+    from sdc.geometry import latent_shape
 
     t0 = time.perf_counter()
     codec = _codec()
@@ -184,7 +184,7 @@ def levels_with_cells(region_map: np.ndarray) -> set[str]:
 def missing_pixel_mask(sdc: SdcFile, decoded: tuple[str, ...]) -> np.ndarray:
     """(H, W) bool: pixels whose level was not decoded (filled from the hyperprior)."""
     from sdc.levels import LEVEL_INDEX
-    from sdc.models.network import LATENT_STRIDE
+    from sdc.geometry import LATENT_STRIDE
 
     have = np.zeros(len(LEVELS), bool)
     for lv in decoded:

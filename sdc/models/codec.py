@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sdc.errors import BadInputError, UsageError
+from sdc.geometry import LATENT_STRIDE, latent_shape
 from sdc.levels import LEVELS
 from sdc.models.channel_context import ChannelContext
 from sdc.models.entropy_coder import EntropyDecodeError
@@ -26,7 +27,7 @@ from sdc.models.fast_layers import speed_up
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.layers import (BLOCK_KEYS, G_A_SCALE, G_S_SCALE, FoldedGDN, build_h_s, build_transforms, has_bypass,
                                reach_px, undeclared_blocks)
-from sdc.models.network import LATENT_STRIDE, latent_shape, pad_to_multiple
+from sdc.models.network import pad_to_multiple
 from sdc.models.refine import FactorizedDensity, FloatHyperprior, LatentRefiner
 from sdc.models.weights import load_weights
 

@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdc.geometry import LATENT_STRIDE, PAD_MULTIPLE, latent_shape  # noqa: F401 (re-exported for training code)
 from sdc.models.channel_context import ChannelContext
 from sdc.models.layers import BLOCK_KEYS, build_transforms
 from sdc.models.weights import declared_num_qualities
@@ -63,9 +64,6 @@ DEFAULT_NUM_QUALITIES = 8
 LAMBDAS: tuple[float, ...] = lambda_ladder(DEFAULT_NUM_QUALITIES)  # the default ladder
 # λ of the shared warm start; its gains are initialised to 1 there.
 REFERENCE_LAMBDA = 0.013
-# Downsampling factor of y, and of the padding grid (y is 1/16, z 1/64).
-LATENT_STRIDE = 16
-PAD_MULTIPLE = 64
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -209,9 +207,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
-def latent_shape(height: int, width: int) -> tuple[int, int]:
-    """Shape of y (and of the region map) for an image of this size."""
-    return (
-        -(-height // PAD_MULTIPLE) * (PAD_MULTIPLE // LATENT_STRIDE),
-        -(-width // PAD_MULTIPLE) * (PAD_MULTIPLE // LATENT_STRIDE),
-    )
