@@ -432,9 +432,8 @@ def main(argv=None) -> None:
                    "instead of steps, so a busy machine still finishes its decay before the deadline")
     p.add_argument("--stop-after-cpu-seconds", type=float, default=None, help="stop after this much process CPU time")
     # 256-pixel crops, batch 4: the same pixels per step as 128/16, but z is 4x4
-    # per crop rather than 2x2, so h_s learns on latents shaped like real images'.
-    # At equal CPU from the same weights: -5.2% BD-rate vs -1.2% for 128/16
-    # (benchmarks/results/session5_candidates.json).
+    # per crop rather than 2x2, so h_s learns on latents shaped like real images'
+    # (measured against 128/16 in docs/experiments.md).
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -442,8 +441,7 @@ def main(argv=None) -> None:
     p.add_argument("--quality-balance", type=float, default=None, metavar="ALPHA",
                    help="weigh each quality's loss by L_q^-ALPHA (L_q: its loss on val at the start of the run), "
                         "so the shared transforms serve all qualities, not mostly the top ones; 0: the plain sum "
-                        "(default: the run's, else 1: at equal time from the same weights, -2.26%% BD-rate where "
-                        "the plain sum gained -0.38%%, benchmarks/results/session32_candidates.json)")
+                        "(default: the run's, else 1; measured in docs/experiments.md)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=1000)

@@ -155,3 +155,24 @@ def isolated_analysis(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for v in ANALYSIS_ENV:
         monkeypatch.delenv(v, raising=False)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Calls made into sdc.pipeline (by the CLI, the API, Pillow): [("encode"|"decode", kwargs), ...]."""
+    from sdc import pipeline
+
+    calls = []
+    enc, dec = pipeline.encode_image, pipeline.decode_sdc
+
+    def encode_image(rgb, **kw):
+        calls.append(("encode", kw))
+        return enc(rgb, **kw)
+
+    def decode_sdc(data, **kw):
+        calls.append(("decode", kw))
+        return dec(data, **kw)
+
+    monkeypatch.setattr(pipeline, "encode_image", encode_image)
+    monkeypatch.setattr(pipeline, "decode_sdc", decode_sdc)
+    return calls

@@ -11,7 +11,6 @@ from PIL import Image
 
 import sdc
 from sdc import api
-from sdc import pipeline as real_pipeline
 from sdc.bitstream import DEFAULT_MAX_PIXELS, read_sdc
 from sdc.errors import BadInputError, FormatError, SdcError, UsageError
 from sdc.levels import DEFAULT_QUALITY, LEVELS
@@ -35,25 +34,6 @@ def test_docstring_examples(test, monkeypatch):
 def test_docstrings_cover_the_api():
     names = {t.name.split(".")[-1] for t in DOCTESTS}
     assert {"api", "encode", "decode", "decode_array", "SdcImage"} <= names
-
-
-@pytest.fixture
-def spy(monkeypatch):
-    """The keyword arguments of every sdc.pipeline.encode_image / decode_sdc call."""
-    calls = []
-    enc, dec = real_pipeline.encode_image, real_pipeline.decode_sdc
-
-    def encode_image(rgb, **kw):
-        calls.append(("encode", kw))
-        return enc(rgb, **kw)
-
-    def decode_sdc(data, **kw):
-        calls.append(("decode", kw))
-        return dec(data, **kw)
-
-    monkeypatch.setattr(real_pipeline, "encode_image", encode_image)
-    monkeypatch.setattr(real_pipeline, "decode_sdc", decode_sdc)
-    return calls
 
 
 def rgb_image(w: int = 96, h: int = 64) -> np.ndarray:

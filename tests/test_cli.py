@@ -30,25 +30,6 @@ from bitstream_helpers import chunk_spans, header_length, patch_header
 SUBSETS = [tuple(lv for k, lv in enumerate(LEVELS) if m >> k & 1) for m in range(1, 16)]
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """Calls the CLI makes into sdc.pipeline: [("encode"|"decode", kwargs), ...]."""
-    calls = []
-    enc, dec = real_pipeline.encode_image, real_pipeline.decode_sdc
-
-    def encode_image(rgb, **kw):
-        calls.append(("encode", kw))
-        return enc(rgb, **kw)
-
-    def decode_sdc(data, **kw):
-        calls.append(("decode", kw))
-        return dec(data, **kw)
-
-    monkeypatch.setattr(real_pipeline, "encode_image", encode_image)
-    monkeypatch.setattr(real_pipeline, "decode_sdc", decode_sdc)
-    return calls
-
-
 def smooth_image(w: int, h: int, seed: int) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.stack([128 + 90 * np.sin(x / (9 + seed) + seed), 128 + 90 * np.cos(y / 11 - seed),
