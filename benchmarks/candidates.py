@@ -5,7 +5,7 @@
         --out benchmarks/results/widen_candidates.json
 
 Each candidate is a weights directory (sdc.safetensors + manifest.json, as
-``python -m sdc.export`` writes). For each one this runs the rate-distortion
+``python -m sdc.training.export`` writes). For each one this runs the rate-distortion
 sweep of benchmarks/rd.py (every quality, whole .sdc files, region map all
 "other"), then reports BD-rate (PSNR) of every candidate against the first
 and against the cached baselines (results/rd_baselines.json; run rd.py once

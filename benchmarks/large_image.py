@@ -87,15 +87,15 @@ def crafted_file(width: int, height: int) -> bytes:
     from sdc.bitstream import SdcFile, SdcHeader, write_sdc
     from sdc.levels import LEVELS
     from sdc.models.codec import default_codec
-    from sdc.models.network import latent_shape
+    from sdc.geometry import latent_shape
 
     codec = default_codec()
     shape = codec.z_shape(height, width)
     from sdc.models.weights import load_weights
 
     t, _ = load_weights()  # each channel's most probable z symbol: the cheapest file
-    cdf, length = t["entropy_bottleneck._quantized_cdf"].numpy(), t["entropy_bottleneck._cdf_length"].numpy()
-    offset = t["entropy_bottleneck._offset"].numpy()
+    cdf, length = t["entropy_bottleneck._quantized_cdf"], t["entropy_bottleneck._cdf_length"]
+    offset = t["entropy_bottleneck._offset"]
     mode = [int(np.argmax(np.diff(cdf[c, :length[c] - 1]))) + int(offset[c]) for c in range(shape[0])]
     z = np.broadcast_to(np.array(mode, np.int64)[:, None, None], shape).copy()
     hyper = codec.latent.z_coder.encode(z, codec.latent.z_indexes(shape))

@@ -5,7 +5,7 @@
     nice -n 10 python benchmarks/rd.py --effort 2           # refined encodes -> results/rd_effort2.json
 
 sdc is encoded at `--effort` (sdc encode --effort; 1, the default, codes g_a's
-latent as it is, 2 and 3 refine it, sdc.models.refine). Runs at effort > 1
+latent as it is, 2 and 3 refine it, sdc.training.refine). Runs at effort > 1
 also report BD-rate against the effort-1 curve in results/rd.json, when that
 was made with the same weights.
 

@@ -23,7 +23,7 @@ BEGIN, END = "<!-- results:begin (written by run_all.py) -->", "<!-- results:end
 # its sweep takes four qualities: enough for a BD-rate, half the CPU time.
 SCRIPTS = {"rd": ["rd.py"], "rd2": ["rd.py", "--effort", "2"], "rd3": ["rd.py", "--effort", "3", "--qualities", "1,3,5,8"],
            "region": ["region_fidelity.py"], "speed": ["speed.py"]}
-# What each refined sweep did (sdc.models.refine.EFFORT_STEPS).
+# What each refined sweep did (sdc.training.refine.EFFORT_STEPS).
 EFFORT_TEXT = {2: "the latent refined by 20 steps of gradient descent before coding",
                3: "ẑ and y refined together for 20 steps, then y alone for 20, before coding"}
 
@@ -52,7 +52,7 @@ def results_markdown() -> str:
         w = res["weights"]
         parts.append(f"### Rate-distortion at `sdc encode --effort {effort}` ({res['machine']['date']}, weights "
                      f"`{(w['sha256'] or '')[:12]}`)\n")
-        parts.append(f"The same sweep with {EFFORT_TEXT[effort]} (`sdc/models/refine.py`); the decoder is "
+        parts.append(f"The same sweep with {EFFORT_TEXT[effort]} (`sdc/training/refine.py`); the decoder is "
                      "unchanged. 'effort 1' is the sweep above when its weights are the same.\n")
         parts.append("```\n" + rd.report(res) + "\n```\n")
     if rf_path.exists():

@@ -72,7 +72,7 @@ class Coders:
                           "pipeline_container"]
 
     def sdc_enc(self, rgb):
-        from sdc.models.network import latent_shape
+        from sdc.training.network import latent_shape
 
         return self.codec.encode(rgb, np.full(latent_shape(*rgb.shape[:2]), 3, np.uint8), self.quals)
 

@@ -1,9 +1,9 @@
-"""Seconds per training step of `python -m sdc.train` under each speed option.
+"""Seconds per training step of `python -m sdc.training.train` under each speed option.
 
     python benchmarks/train_step.py                 # 1 and 2 threads, 6 rounds (about 8 min)
     python benchmarks/train_step.py --rounds 3 --threads 2
 
-Measures the real training step (`sdc.train.training_step`: forward, rate-
+Measures the real training step (`sdc.training.train.training_step`: forward, rate-
 distortion loss, backward, clipping, Adam, aux step) on the shipped weights'
 architecture, batch 4 of 256-pixel crops from the val images, for each
 combination of Adam's fused CPU kernel or its per-tensor loop and the forward
@@ -38,9 +38,9 @@ def measure(threads: int, rounds: int, steps: int, layout: bool) -> list[dict]:
     import torch
 
     from common import VAL_DIR
-    from sdc.models.network import SDCNet
+    from sdc.training.network import SDCNet
     from sdc.models.weights import default_weights_dir
-    from sdc.train import (CompiledForward, adam, init_weights, load_images, parameter_groups, random_batch,
+    from sdc.training.train import (CompiledForward, adam, init_weights, load_images, parameter_groups, random_batch,
                            random_quality_maps, training_step)
 
     torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ without them, so this script folds the validation records of a log into
 results/training_progress.json, which is committed and keeps the history: an
 entry is keyed by its step, and the entries already in the JSON stay. Each
 entry has the step, the process CPU hours the run had spent by then (from the
-nearest training record before it) and the validation of sdc.train (the
+nearest training record before it) and the validation of sdc.training.train (the
 likelihood bpp and PSNR-RGB of q1, q4 and q8 on the val images; real
 bitstreams are measured by the export and benchmarks/rd.py).
 
@@ -37,7 +37,7 @@ FIRST_STAGE = "v2: λ 0.0016·1.7^k"  # entries written before stages existed
 
 
 def val_records(log: Path, stage: str, cpu_offset_hours: float = 0.0) -> list[dict]:
-    """Validation entries of a sdc.train log, each with the CPU hours spent when it was taken."""
+    """Validation entries of a sdc.training.train log, each with the CPU hours spent when it was taken."""
     cpu, out = 0.0, []
     for line in log.read_text().splitlines():
         rec = json.loads(line)
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         print(f"no training log at {args.log} and no {args.out}", file=sys.stderr)
         return 1
     entries = merge(old, new)
-    write_json(args.out, {"benchmark": "codec training progress (sdc.train validation)",
+    write_json(args.out, {"benchmark": "codec training progress (sdc.training.train validation)",
                           "command": f"python benchmarks/training_progress.py --log {args.log} --stage '{args.stage}' "
                                      f"--cpu-offset-hours {args.cpu_offset_hours}",
                           "entries": entries})

@@ -39,9 +39,9 @@ def float_network():
 
     from safetensors.torch import load_file
 
-    from sdc.models.network import SDCNet
+    from sdc.training.network import SDCNet
     from sdc.models.weights import default_weights_dir
-    from sdc.train import trained_tensors
+    from sdc.training.train import trained_tensors
 
     folder = default_weights_dir()
     manifest = json.loads((folder / "manifest.json").read_text())

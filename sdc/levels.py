@@ -11,7 +11,7 @@ LEVELS: tuple[str, ...] = ("L1", "L2", "L3", "other")
 LEVEL_INDEX: dict[str, int] = {name: i for i, name in enumerate(LEVELS)}
 OBJECT_LEVELS: tuple[str, ...] = LEVELS[:3]
 # Quality of a level nobody chose one for. With the λ ladder of
-# sdc.models.network it codes photos at about 0.6 bpp.
+# sdc.training.network it codes photos at about 0.6 bpp.
 DEFAULT_QUALITY = 5
 
 

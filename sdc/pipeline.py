@@ -41,7 +41,7 @@ def _codec():
 
 def refine_steps(effort: int) -> dict[str, int | tuple[int, ...]]:
     """SDCCodec.encode's refinement arguments (joint_steps, refine_steps) for an effort."""
-    from sdc.models.refine import EFFORT_STEPS
+    from sdc.models.effort import EFFORT_STEPS
 
     if effort not in EFFORT_STEPS:
         raise UsageError(f"effort must be {min(EFFORT_STEPS)}..{max(EFFORT_STEPS)}, got {effort}")
@@ -90,7 +90,7 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
     qualities: each level's quality by hand instead (then no preset applies;
     the task still steers the analysis).
     effort: 1 codes g_a's latent as it is; 2 and 3 refine it first
-    (:data:`sdc.models.refine.EFFORT_STEPS`), slower and smaller at the same quality.
+    (:data:`sdc.training.refine.EFFORT_STEPS`), slower and smaller at the same quality.
     """
     from PIL import Image
 

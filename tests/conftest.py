@@ -45,9 +45,9 @@ def val_image(shared) -> np.ndarray:
 @pytest.fixture(scope="session")
 def shipped():
     """(tensors, manifest) of the shipped weights, hash-checked."""
-    from sdc.models.weights import load_weights
+    from sdc.training.torch_transforms import load_torch_weights
 
-    return load_weights(REPO / "weights")
+    return load_torch_weights(REPO / "weights")
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +72,7 @@ def crops(shared):
 
 @pytest.fixture
 def tiny_training(tmp_path, shared):
-    """Arguments for `sdc.train.main` on two 128x128 val crops (64-pixel crops, batch 2, one
+    """Arguments for `sdc.training.train.main` on two 128x128 val crops (64-pixel crops, batch 2, one
     thread), with --run tmp_path/run, and a copy of the shipped weights to start from."""
     import shutil
 
@@ -90,8 +90,8 @@ def tiny_training(tmp_path, shared):
 def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False, g_a_res=(), g_s_pointwise=()):
     """The trainable SDCNet (eval mode) holding a weights file's float tensors, grown by
     g_s or g_a residual or pointwise blocks and/or a patch bypass (which start as no-ops)."""
-    from sdc.models.network import SDCNet
-    from sdc.train import trained_tensors
+    from sdc.training.network import SDCNet
+    from sdc.training.train import trained_tensors
 
     net = SDCNet(arch["N"], arch["M"], num_qualities=tensors["log_gain"].shape[0], context_slices=arch["context_slices"],
                  g_s_res=g_s_res, bypass=bypass, g_a_res=g_a_res, g_s_pointwise=g_s_pointwise)
@@ -105,7 +105,7 @@ def exported_round_trip_psnr(weights_dir: Path, image: Path, quality: int = 6) -
     codec in `weights_dir`, e.g. weights a test has just trained and exported."""
     from sdc.levels import LEVELS
     from sdc.models.codec import SDCCodec
-    from sdc.models.network import latent_shape
+    from sdc.training.network import latent_shape
 
     codec = SDCCodec(weights_dir)
     rgb = load_rgb(image, (128, 96))

@@ -1,6 +1,6 @@
-"""Training starts (float16, no integer tables), as `python -m sdc.export --training-start`
+"""Training starts (float16, no integer tables), as `python -m sdc.training.export --training-start`
 writes them (to keep a candidate in weights/candidates/NAME): one must resume training on
-a fresh machine, i.e. load through `sdc.train --init` into the architecture its manifest
+a fresh machine, i.e. load through `sdc.training.train --init` into the architecture its manifest
 declares, with every tensor of the file landing in the network."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
-from sdc.export import write_training_start
-from sdc.models.network import SDCNet
-from sdc.train import ENTROPY_TABLE_KEYS, init_weights
+from sdc.training.export import write_training_start
+from sdc.training.network import SDCNet
+from sdc.training.train import ENTROPY_TABLE_KEYS, init_weights
 
 @pytest.fixture(scope="module")
 def written_from_shipped(tmp_path_factory) -> Path:

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from sdc.levels import LEVELS
-from sdc.models.channel_context import ChannelContext
+from sdc.training.channel_context import ChannelContext
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_context import IntegerChannelContext
 from sdc.models.integer_hyper import ACT_BITS
-from sdc.models.network import latent_shape
-from sdc.models.quantize import quantize_channel_context
-from sdc.models.weights import load_weights
+from sdc.training.network import latent_shape
+from sdc.training.quantize import quantize_channel_context
+from sdc.training.torch_transforms import load_torch_weights as load_weights
 
 SLICES = 4
 

@@ -1,4 +1,4 @@
-"""The inference codec's faster layer equivalents (sdc.models.fast_layers) compute what the
+"""The inference codec's faster layer equivalents (sdc.training.fast_layers) compute what the
 compressai layers they replace compute, forward and backward (encoder-side refinement
 backpropagates through g_s), on the shipped weights and real images."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sdc.models.fast_layers import PatchDeconv, SpaceToDepthConv, SubpixelDeconv, speed_up
-from sdc.models.layers import FoldedGDN, build_transforms
+from sdc.training.fast_layers import PatchDeconv, SpaceToDepthConv, SubpixelDeconv, speed_up
+from sdc.training.layers import FoldedGDN, build_transforms
 from conftest import float_net
 
 

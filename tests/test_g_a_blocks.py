@@ -28,8 +28,8 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
 
 
 def test_blocks_learn_at_the_fast_rate_and_only_known_positions_are_accepted():
-    from sdc.models.network import SDCNet
-    from sdc.train import parameter_groups
+    from sdc.training.network import SDCNet
+    from sdc.training.train import parameter_groups
 
     net = SDCNet(16, 32, num_qualities=2, g_a_res=(5,), bypass=True)
     main, fast, _ = parameter_groups(net)
@@ -60,8 +60,8 @@ def test_inference_codec_runs_the_blocks_like_the_training_network(shipped_plain
 
 
 def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shared, tiny_training, one_thread):
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     shipped_file = str(tiny_training["init"])

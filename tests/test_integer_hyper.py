@@ -8,8 +8,8 @@ import torch
 from sdc.models.integer_hyper import (ACT_BITS, ACT_LIMIT, EXACT_LIMIT, WEIGHT_LIMIT, IntegerHyperSynthesis, _exact_conv,
                                       _winograd_conv3x3, deconv_as_conv_kernel, scale_indexes, scale_thresholds,
                                       subpixel_kernel, winograd_bound, winograd_kernel)
-from sdc.models.layers import build_h_s
-from sdc.models.quantize import quantize_hyper_synthesis
+from sdc.training.layers import build_h_s
+from sdc.training.quantize import quantize_hyper_synthesis
 
 
 def reference_forward(tensors: dict, z: np.ndarray) -> np.ndarray:
@@ -65,7 +65,7 @@ def test_close_to_the_float_network():
 
 
 def test_kernel_helpers_give_torch_and_numpy_the_same_values():
-    """deconv_as_conv_kernel and subpixel_kernel serve numpy here and torch in sdc.models.fast_layers."""
+    """deconv_as_conv_kernel and subpixel_kernel serve numpy here and torch in sdc.training.fast_layers."""
     w = torch.randn(6, 4, 5, 5, generator=torch.Generator().manual_seed(3))
     for fn in (deconv_as_conv_kernel, lambda k: subpixel_kernel(deconv_as_conv_kernel(k))):
         got_t, got_n = fn(w), fn(w.numpy())

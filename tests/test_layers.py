@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sdc.models.layers import FoldedGDN
-from sdc.models.network import trainable_gdn
+from sdc.training.layers import FoldedGDN
+from sdc.training.network import trainable_gdn
 
 
 @pytest.mark.parametrize("prefix, inverse", [("g_a.1.", False), ("g_s.5.", True)])

@@ -1,4 +1,4 @@
-"""The ONNX transforms (sdc.export_onnx writes them, sdc.models.onnx_transforms runs them)
+"""The ONNX transforms (sdc.training.export_onnx writes them, sdc.models.onnx_transforms runs them)
 compute what the torch InferenceNet computes, on real photos; files that do not belong to
 the weights are refused; and the runtime never imports torch."""
 from __future__ import annotations
@@ -36,7 +36,7 @@ def weights_copy(source: Path, target: Path) -> Path:
 @pytest.fixture(scope="session")
 def onnx_weights(tmp_path_factory) -> Path:
     """The shipped weights with ONNX files exported from them now (not the committed ones)."""
-    from sdc.export_onnx import export_runtime
+    from sdc.training.export_onnx import export_runtime
 
     directory = tmp_path_factory.mktemp("onnx") / "weights"
     weights_copy(REPO / "weights", directory)
@@ -48,14 +48,11 @@ def onnx_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def torch_net(shipped):
-    from sdc.models.codec import InferenceNet
-    from sdc.models.layers import BLOCK_KEYS
+    from sdc.models.architecture import Architecture
+    from sdc.training.torch_transforms import InferenceNet
 
     tensors, manifest = shipped
-    arch = manifest["architecture"]
-    blocks = {key: tuple(arch.get(key) or ()) for key in BLOCK_KEYS}
-    return InferenceNet(tensors, arch["N"], arch["M"], arch["num_qualities"], bypass=bool(arch.get("bypass")),
-                        g_s_width=arch.get("g_s_width"), **blocks)
+    return InferenceNet(tensors, Architecture.from_dict(manifest["architecture"]))
 
 
 @pytest.fixture(scope="session")
@@ -129,10 +126,10 @@ def test_tampered_or_missing_files_are_refused(onnx_weights, tmp_path, images):
     (bad / "h_a.onnx").unlink()
     transforms = OnnxTransforms(bad)
     transforms.analysis(images[0])  # g_a is intact: the others are checked when first used
-    with pytest.raises(BadInputError, match=r"g_s\.onnx does not match.*python -m sdc\.export onnx --weights") as err:
+    with pytest.raises(BadInputError, match=r"g_s\.onnx does not match.*python -m sdc\.training\.export onnx --weights") as err:
         transforms.synthesis(np.zeros((1, 192, 4, 4), np.float32))
     assert "\n" not in str(err.value)
-    with pytest.raises(BadInputError, match=r"h_a\.onnx not found.*python -m sdc\.export onnx"):
+    with pytest.raises(BadInputError, match=r"h_a\.onnx not found.*python -m sdc\.training\.export onnx"):
         transforms.hyper_analysis(np.zeros((1, 192, 4, 4), np.float32))
 
 
@@ -144,7 +141,7 @@ def test_files_of_other_weights_are_refused(onnx_weights, tmp_path, images):
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["sha256"] = "0" * 64
     (other / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BadInputError, match=r"lists no ONNX transforms for its weights: run python -m sdc\.export onnx"):
+    with pytest.raises(BadInputError, match=r"lists no ONNX transforms for its weights: run python -m sdc\.training\.export onnx"):
         OnnxTransforms(other).analysis(images[0])
     del manifest["runtime"]
     (other / "manifest.json").write_text(json.dumps(manifest))
@@ -169,7 +166,7 @@ def test_committed_onnx_files_match_the_manifest():
 
     manifest = json.loads((REPO / "weights" / "manifest.json").read_text())
     runtime = manifest["runtime"]
-    assert runtime["source_sha256"] == manifest["sha256"], "weights/*.onnx are from other weights: python -m sdc.export onnx"
+    assert runtime["source_sha256"] == manifest["sha256"], "weights/*.onnx are from other weights: python -m sdc.training.export onnx"
     for name, entry in runtime["files"].items():
         assert sha256_file(REPO / "weights" / entry["file"]) == entry["sha256"], f"weights/{entry['file']} ({name})"
 

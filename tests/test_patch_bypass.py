@@ -50,9 +50,9 @@ def test_inference_codec_runs_the_bypass_like_the_training_network_also_tiled(sh
     assert (expected - plain).abs().max() > 1e-2  # the bypass matters...
     assert torch.allclose(got_y, y, atol=1e-4) and torch.allclose(got, expected, atol=1e-4)  # ...and runs the same
     # It sees only its own latent cell, so tiles with the usual margin give the untiled result.
-    x = crops[:1].repeat(1, 1, 2, 3)  # 256x384: an 16x24 latent, tiled below with 8-cell tiles
+    x = crops[:1].repeat(1, 1, 2, 3).numpy()  # 256x384: an 16x24 latent, tiled below with 8-cell tiles
     whole_y = codec._analysis(x, tile=10**6)
-    assert torch.allclose(codec._analysis(x, tile=8), whole_y, atol=1e-4)
+    assert np.allclose(codec._analysis(x, tile=8), whole_y, atol=1e-4)
     whole = codec._synthesis(whole_y[0], 256, 384, tile=10**6)
     assert np.abs(codec._synthesis(whole_y[0], 256, 384, tile=8).astype(int) - whole.astype(int)).max() <= 1
     # Bypass and manifest must agree, both ways.
@@ -63,7 +63,7 @@ def test_inference_codec_runs_the_bypass_like_the_training_network_also_tiled(sh
 
 
 def test_widening_keeps_the_bypass_and_leaves_new_channels_out_of_it(shipped_plain, crops):
-    from sdc.models.widen import widen_state
+    from sdc.training.widen import widen_state
 
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]
@@ -77,8 +77,8 @@ def test_widening_keeps_the_bypass_and_leaves_new_channels_out_of_it(shipped_pla
 
 
 def test_training_adds_the_bypass_resumes_it_and_export_ships_it(tmp_path, shared, tiny_training, one_thread):
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     train(base + ["--init", str(tiny_training["init"]), "--bypass", "--steps", "2"])

@@ -12,7 +12,7 @@ from conftest import load_rgb
 from sdc.errors import UsageError
 from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
-from sdc.models.network import LAMBDAS, SDCNet, extend_log_gains, lambda_ladder, latent_shape
+from sdc.training.network import LAMBDAS, SDCNet, extend_log_gains, lambda_ladder, latent_shape
 
 
 def test_the_ladder_is_a_prefix_of_itself():
@@ -37,7 +37,7 @@ def test_extending_keeps_the_old_rows_and_follows_the_top_of_each_line():
 def test_init_from_a_shorter_ladder_adds_qualities(tmp_path):
     from safetensors.torch import save_file
 
-    from sdc.train import init_weights
+    from sdc.training.train import init_weights
 
     src = SDCNet()
     with torch.no_grad():
@@ -65,8 +65,8 @@ def test_init_from_a_shorter_ladder_adds_qualities(tmp_path):
 
 
 def test_training_adds_qualities_resumes_them_and_export_ships_them(tmp_path, shared, tiny_training, one_thread):
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     shipped = SDCCodec(tiny_training["init"].parent)
@@ -115,8 +115,8 @@ def test_gains_only_training_leaves_the_lower_qualities_bit_exact(tmp_path, shar
     weights code the old qualities to the very same bytes."""
     from safetensors.torch import load_file
 
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     shipped = SDCCodec(tiny_training["init"].parent)

@@ -1,4 +1,4 @@
-"""Encoder-side latent refinement (sdc.models.refine, sdc encode --effort) on real photos."""
+"""Encoder-side latent refinement (sdc.training.refine, sdc encode --effort) on real photos."""
 from __future__ import annotations
 
 
@@ -8,10 +8,11 @@ import torch
 from click.testing import CliRunner
 
 from sdc.levels import LEVELS
-from sdc.models import codec as codec_module
 from sdc.models.codec import CodedImage
-from sdc.models.network import LAMBDAS, latent_shape
-from sdc.models.refine import EFFORT_STEPS, gaussian_bits, sga_round
+from sdc.models.effort import EFFORT_STEPS
+from sdc.models.tiling import padded_input
+from sdc.training.network import LAMBDAS, latent_shape
+from sdc.training.refine import gaussian_bits, sga_round
 
 from conftest import SAMPLE, load_rgb
 from test_codec import pixel_mask, psnr, subset
@@ -105,7 +106,7 @@ def test_the_objective_counts_the_bits_the_coder_writes(codec, shared):
     gmap = np.full(latent_shape(*photo.shape[:2]), 3, np.uint8)
     qmap = codec._quality_map(gmap, everywhere(4))
     coded = codec.encode(photo, gmap, everywhere(4))
-    x = codec_module.pad_to_multiple(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255)
+    x = torch.from_numpy(padded_input(photo))
     with torch.no_grad():
         y = codec.net.g_a(x)
         hp = codec.latent.hyper_params(codec.latent.decode_z(coded.hyperprior, codec.z_shape(*photo.shape[:2])),
@@ -255,7 +256,7 @@ def test_joint_phase_is_skipped_when_the_latent_needs_several_tiles(codec, photo
 
 def test_longer_refinement_in_finer_steps_codes_cheaper(codec, larger_photo):
     """Effort 4's y phase (80 steps at a quarter of the 20-step size) ends below 20 steps."""
-    from sdc.models.refine import REFERENCE_STEPS, step_size
+    from sdc.training.refine import REFERENCE_STEPS, step_size
 
     assert step_size(REFERENCE_STEPS) == step_size(1) and step_size(4 * REFERENCE_STEPS) == step_size(1) / 4
     gmap = np.full(latent_shape(*larger_photo.shape[:2]), 3, np.uint8)

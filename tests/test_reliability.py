@@ -28,7 +28,7 @@ from sdc.bitstream import SdcFile, read_sdc, write_sdc
 from sdc.cli import cli
 from sdc.errors import FormatError
 from sdc.levels import LEVELS
-from sdc.models.network import latent_shape
+from sdc.training.network import latent_shape
 
 from bitstream_helpers import chunk_spans, header_length, patch_header, set_chunk
 from conftest import REPO, load_rgb
@@ -249,7 +249,7 @@ def test_a_level_without_cells_is_not_written_and_never_missing(shared):
 
 # ------------------------------------------------------------------ tiling (large images)
 def test_integer_hyper_synthesis_tiles_are_bit_identical(codec):
-    z = np.random.default_rng(0).integers(-4000, 4000, (1, codec.net.N, 7, 8)).astype(np.float64) * 8
+    z = np.random.default_rng(0).integers(-4000, 4000, (1, codec.arch.N, 7, 8)).astype(np.float64) * 8
     whole = codec.latent.h_s(z, tile=10**6)
     for tile in (2, 3):
         parts = codec.latent.h_s(z, tile=tile)
@@ -259,8 +259,9 @@ def test_integer_hyper_synthesis_tiles_are_bit_identical(codec):
 def test_tile_margin_covers_what_g_a_and_g_s_reach_with_stacked_blocks():
     """Perturb one latent cell (one pixel) and see how far g_s's output (g_a's latent) moves:
     never beyond the margin tile_margin gives, and that margin is not a cell too generous."""
-    from sdc.models.codec import tile_margin
-    from sdc.models.network import SDCNet
+    from sdc.models.architecture import Architecture
+    from sdc.models.tiling import tile_margin
+    from sdc.training.network import SDCNet
 
     torch.manual_seed(0)
     g_a_res, g_s_res = (1, 3, 5, 5), (1, 1, 3, 5)
@@ -268,8 +269,9 @@ def test_tile_margin_covers_what_g_a_and_g_s_reach_with_stacked_blocks():
     for name, param in net.named_parameters():
         if ".r" in name and name.endswith("conv_b.weight"):
             torch.nn.init.normal_(param, std=0.1)
-    margin = tile_margin(g_a_res, g_s_res)
-    assert margin == tile_margin((), g_s_res) == 5 and tile_margin() == 4
+    margin = tile_margin(Architecture(g_a_res=g_a_res, g_s_res=g_s_res).reach_px)
+    assert margin == tile_margin(Architecture(g_s_res=g_s_res).reach_px) == 5
+    assert tile_margin(Architecture().reach_px) == 4
     with torch.no_grad():
         y = torch.randn(1, 16, 13, 13, dtype=torch.float64)
         bumped = y.clone()
@@ -281,21 +283,19 @@ def test_tile_margin_covers_what_g_a_and_g_s_reach_with_stacked_blocks():
         bumped = x.clone()
         bumped[0, :, 104, 104] += 1  # in cell (6, 6)
         rows, cols = (net.g_a(bumped) != net.g_a(x))[0].any(0).nonzero().T
-        assert max((6 - rows).abs().max(), (6 - cols).abs().max()) <= tile_margin(g_a_res)
+        assert max((6 - rows).abs().max(), (6 - cols).abs().max()) <= tile_margin(Architecture(g_a_res=g_a_res).reach_px)
 
 
 def test_tiled_analysis_and_synthesis_match_untiled(codec, val_image, one_thread):
-    from sdc.models.network import pad_to_multiple
+    from sdc.models.tiling import padded_input
 
     h, w = val_image.shape[:2]
-    x = torch.from_numpy(val_image.copy()).permute(2, 0, 1)[None].float().div(255)
-    with torch.inference_mode():
-        xp = pad_to_multiple(x)
-        y = codec._analysis(xp, tile=10**6)
-        img = codec._synthesis(y[0], h, w, tile=10**6)
-        tile = 3  # 48-pixel tiles: many interior seams, and the edge tiles cut by the image border
-        assert torch.allclose(codec._analysis(xp, tile=tile), y, atol=1e-4)
-        assert np.abs(codec._synthesis(y[0], h, w, tile=tile).astype(int) - img.astype(int)).max() <= 1
+    xp = padded_input(val_image)
+    y = codec._analysis(xp, tile=10**6)
+    img = codec._synthesis(y[0], h, w, tile=10**6)
+    tile = 3  # 48-pixel tiles: many interior seams, and the edge tiles cut by the image border
+    assert np.allclose(codec._analysis(xp, tile=tile), y, atol=1e-4)
+    assert np.abs(codec._synthesis(y[0], h, w, tile=tile).astype(int) - img.astype(int)).max() <= 1
 
 
 # ------------------------------------------------------------------ backends and interrupts
@@ -437,7 +437,7 @@ def test_codec_weights_are_safetensors_only_and_remote_code_off_by_default():
     from sdc.analysis.config import hf_kwargs, resolve_config
 
     src = (REPO / "sdc" / "models" / "weights.py").read_text()
-    assert "from safetensors.torch import load_file" in src and "torch.load" not in src
+    assert "from safetensors import SafetensorError, safe_open" in src and "torch.load" not in src and "import pickle" not in src
     cfg = resolve_config({}, read_file=False)
     assert cfg["trust_remote_code"] is False and hf_kwargs(cfg)["trust_remote_code"] is False
     assert hf_kwargs(cfg)["local_files_only"] is True

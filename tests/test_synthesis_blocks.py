@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sdc.models.codec import SDCCodec
-from sdc.models.layers import block_names
+from sdc.training.layers import block_names
 from conftest import assert_weights_and_manifest_must_agree, exported_round_trip_psnr, float_net
 
 VAL = ["wiki_001.png", "wiki_016.png"]
@@ -29,8 +29,8 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
 
 
 def test_blocks_learn_at_the_fast_rate_of_parts_that_start_at_zero():
-    from sdc.models.network import SDCNet
-    from sdc.train import parameter_groups
+    from sdc.training.network import SDCNet
+    from sdc.training.train import parameter_groups
 
     net = SDCNet(16, 32, num_qualities=2, g_s_res=(1, 3), bypass=True)
     main, fast, _ = parameter_groups(net)
@@ -43,7 +43,7 @@ def test_blocks_learn_at_the_fast_rate_of_parts_that_start_at_zero():
 
 
 def test_a_repeated_position_stacks_a_block_that_starts_as_the_identity(shipped_plain, crops):
-    from sdc.train import parse_positions
+    from sdc.training.train import parse_positions
 
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]
@@ -63,7 +63,7 @@ def test_a_repeated_position_stacks_a_block_that_starts_as_the_identity(shipped_
 
 
 def test_stacked_blocks_run_in_the_codec_and_are_counted_against_the_manifest(shipped_plain, crops):
-    from sdc.models.layers import undeclared_blocks
+    from sdc.training.layers import undeclared_blocks
 
     tensors, manifest = shipped_plain
     one_arch, two_arch = dict(manifest["architecture"], g_s_res=[1, 3]), dict(manifest["architecture"], g_s_res=[1, 3, 3])
@@ -84,7 +84,7 @@ def test_stacked_blocks_run_in_the_codec_and_are_counted_against_the_manifest(sh
 
 
 def test_widening_keeps_the_blocks(shipped_plain, crops):
-    from sdc.models.widen import widen_state
+    from sdc.training.widen import widen_state
 
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]
@@ -114,8 +114,8 @@ def test_inference_codec_runs_the_blocks_like_the_training_network(shipped_plain
 
 
 def test_training_grows_blocks_from_weights_and_export_ships_them(tmp_path, shared, tiny_training, one_thread):
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     init_dir = tiny_training["init"].parent
@@ -160,7 +160,7 @@ def _trained_pointwise(tensors, arch, crops, g_s_res=(3,)):
 
 
 def test_a_pointwise_block_is_1x1_starts_as_the_identity_and_learns_fast(shipped_plain, crops):
-    from sdc.train import parameter_groups
+    from sdc.training.train import parameter_groups
 
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]
@@ -179,8 +179,9 @@ def test_a_pointwise_block_is_1x1_starts_as_the_identity_and_learns_fast(shipped
 
 
 def test_pointwise_blocks_run_in_the_codec_reach_nothing_and_must_be_declared(shipped_plain, crops):
-    from sdc.models.codec import tile_margin
-    from sdc.models.layers import undeclared_blocks
+    from sdc.models.architecture import Architecture
+    from sdc.models.tiling import tile_margin
+    from sdc.training.layers import undeclared_blocks
 
     tensors, manifest = shipped_plain
     plain_arch = dict(manifest["architecture"], g_s_res=[3])
@@ -199,13 +200,13 @@ def test_pointwise_blocks_run_in_the_codec_reach_nothing_and_must_be_declared(sh
     assert (expected - without).abs().max() > 1e-2  # the pointwise block matters...
     assert torch.allclose(got, expected, atol=1e-4)  # ...and runs the same in the codec
     # A 1x1 block sees its own pixel only: the tile context stays what the 3x3 blocks need.
-    assert codec.tile_margin == tile_margin((), (3,))
+    assert codec.tile_margin == tile_margin(Architecture(g_s_res=(3,)).reach_px)
     assert_weights_and_manifest_must_agree(with_residual, with_both, dict(manifest, architecture=plain_arch), arch)
 
 
 def test_training_adds_a_pointwise_block_and_export_declares_it(tmp_path, shared, tiny_training, one_thread):
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     shipped_file = str(tiny_training["init"])

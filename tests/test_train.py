@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sdc.models.network import LAMBDAS, SDCNet, remap_log_gains
+from sdc.training.network import LAMBDAS, SDCNet, remap_log_gains
 from conftest import load_rgb
 
 
@@ -33,7 +33,7 @@ def _write_weights(folder, net, lambdas):
 
 
 def test_init_from_weights_of_another_ladder_remaps_the_gains(tmp_path):
-    from sdc.train import init_weights
+    from sdc.training.train import init_weights
 
     src = SDCNet()
     old = [0.0016 * 1.7**k for k in range(len(LAMBDAS))]
@@ -61,7 +61,7 @@ def tiny_data(tmp_path_factory, shared):
 
 
 def test_training_resumes_and_refuses_a_run_of_another_ladder(tmp_path, tiny_data, one_thread):
-    from sdc.train import main
+    from sdc.training.train import main
 
     run = tmp_path / "run"
     common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64",
@@ -89,7 +89,7 @@ def test_a_continuation_of_shipped_weights_draws_new_crops(tmp_path, tiny_data, 
     """Each run counts steps from 0: with one fixed seed, every session's continuation of the
     shipped weights would see the same crops. The default seed is the weights' lineage steps,
     and a resumed run keeps the seed it started with."""
-    from sdc.train import main
+    from sdc.training.train import main
 
     weights = _write_weights(tmp_path / "w", SDCNet(), list(LAMBDAS))
     manifest = tmp_path / "w" / "manifest.json"
@@ -114,7 +114,7 @@ def test_a_continuation_of_shipped_weights_draws_new_crops(tmp_path, tiny_data, 
 
 def test_compile_failure_falls_back_to_eager_training(tmp_path, tiny_data, one_thread, monkeypatch, capsys):
     """--compile on a machine where inductor cannot build (no C++ compiler): one line, then eager steps."""
-    from sdc.train import main
+    from sdc.training.train import main
 
     calls = []
 
@@ -139,7 +139,7 @@ def test_compile_failure_falls_back_to_eager_training(tmp_path, tiny_data, one_t
 def test_a_resumed_optimizer_keeps_the_fused_kernel():
     """Optimizer.load_state_dict restores the saved groups' options, so a checkpoint of a
     run from before fused Adam would silently turn it off again without keep_fused."""
-    from sdc.train import adam, keep_fused
+    from sdc.training.train import adam, keep_fused
 
     w = torch.nn.Parameter(torch.ones(4))
     old = torch.optim.Adam([w], lr=1e-3)  # as runs before fused Adam saved it
@@ -166,7 +166,7 @@ def _fake_output(qmap_shape, seed=0):
 
 
 def test_quality_weights_scale_each_qualitys_distortion_and_bits():
-    from sdc.train import rd_loss
+    from sdc.training.train import rd_loss
 
     x, out = _fake_output((2, 4, 4))
     qmap = torch.full((2, 4, 4), 2, dtype=torch.long)
@@ -190,7 +190,7 @@ def test_quality_weights_scale_each_qualitys_distortion_and_bits():
 
 
 def test_balanced_weights_even_out_the_qualities_losses():
-    from sdc.train import balanced_quality_weights
+    from sdc.training.train import balanced_quality_weights
 
     lambdas = LAMBDAS[:3]
     val = {"q1": {"bpp": 0.1, "psnr": 24.0}, "q2": {"bpp": 0.3, "psnr": 28.0}, "q3": {"bpp": 0.9, "psnr": 32.0}}
@@ -205,7 +205,7 @@ def test_balanced_weights_even_out_the_qualities_losses():
 
 
 def test_a_balanced_run_keeps_its_weights_when_resumed(tmp_path, tiny_data, one_thread):
-    from sdc.train import main
+    from sdc.training.train import main
 
     run = tmp_path / "run"
     common = ["--run", str(run), "--train", str(tiny_data), "--val", str(tiny_data), "--crop", "64",

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from sdc.models.layers import has_bypass
-from sdc.models.network import SDCNet
-from sdc.models.widen import widen_state
+from sdc.training.layers import has_bypass
+from sdc.training.network import SDCNet
+from sdc.training.widen import widen_state
 from conftest import REPO, load_rgb
 
 VAL = ["wiki_001.png", "wiki_016.png"]
@@ -18,7 +18,7 @@ VAL = ["wiki_001.png", "wiki_016.png"]
 def shipped_state():
     from safetensors.torch import load_file
 
-    from sdc.train import trained_tensors
+    from sdc.training.train import trained_tensors
 
     state = load_file(str(REPO / "weights" / "sdc.safetensors"))
     return trained_tensors(state)
@@ -64,7 +64,7 @@ def test_widening_refuses_what_it_cannot_preserve(shipped_state):
 def test_training_widens_from_narrower_weights_and_refuses_to_resume_at_another_width(tmp_path, shared, one_thread):
     from PIL import Image
 
-    from sdc.train import main
+    from sdc.training.train import main
 
     data = tmp_path / "data"
     data.mkdir()

@@ -9,8 +9,8 @@ import torch
 
 from sdc.errors import BadInputError
 from sdc.models.codec import SDCCodec
-from sdc.models.network import SDCNet
-from sdc.models.widen_synthesis import widen_synthesis_state
+from sdc.training.network import SDCNet
+from sdc.training.widen_synthesis import widen_synthesis_state
 from conftest import exported_round_trip_psnr, float_net
 
 VAL = ["wiki_001.png", "wiki_016.png"]
@@ -71,8 +71,8 @@ def test_widening_keeps_residual_and_pointwise_blocks_and_refuses_to_narrow(ship
 
 
 def test_training_widens_synthesis_from_weights_and_export_ships_it(tmp_path, shared, tiny_training, one_thread):
-    from sdc.export import main as export
-    from sdc.train import main as train
+    from sdc.training.export import main as export
+    from sdc.training.train import main as train
 
     base, data, run = tiny_training["args"], tiny_training["data"], tiny_training["run"]
     shipped_file = str(tiny_training["init"])
@@ -89,7 +89,7 @@ def test_training_widens_synthesis_from_weights_and_export_ships_it(tmp_path, sh
     assert manifest["architecture"]["g_s_width"] == 80
     assert exported_round_trip_psnr(out, shared / "data" / "val" / VAL[0]) > 20
     # Weights and manifest must agree on the width.
-    from sdc.models.weights import load_weights
+    from sdc.training.torch_transforms import load_torch_weights as load_weights
 
     tensors, _ = load_weights(out)
     with pytest.raises(BadInputError, match="do not fit"):

@@ -1,8 +1,8 @@
-"""The channel context (:mod:`sdc.models.channel_context`) in exact fixed point, on numpy.
+"""The channel context (:mod:`sdc.training.channel_context`) in exact fixed point, on numpy.
 
 Encoders and decoders run this; training runs the float
-:class:`~sdc.models.channel_context.ChannelContext`, whose layers
-:func:`sdc.models.quantize.quantize_channel_context` turns into the integer
+:class:`~sdc.training.channel_context.ChannelContext`, whose layers
+:func:`sdc.training.quantize.quantize_channel_context` turns into the integer
 tensors loaded here. Per slice k ≥ 1 and per position::
 
     rows 0..M-1     to_act(μ·g)            ┐

@@ -29,7 +29,7 @@ zero-insertion + 5x5 convolution, without multiplying the inserted zeros
 (2.8x fewer operations), so the result is the same integers.
 
 Only numpy is needed here, so a decoder runs without torch; the fixed-point
-tensors are made from the float h_s at export by :mod:`sdc.models.quantize`.
+tensors are made from the float h_s at export by :mod:`sdc.training.quantize`.
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def deconv_as_conv_kernel(weight):
     """A ConvTranspose2d weight (C_in, C_out, k, k) as the equivalent stride-1 kernel
     (C_out, C_in, k, k) over the zero-inserted input: flipped and transposed.
 
-    Takes a numpy array or (for :mod:`sdc.models.fast_layers` and the export) a
+    Takes a numpy array or (for :mod:`sdc.training.fast_layers` and the export) a
     torch tensor, and returns the same kind: only indexing both share is used.
     """
     flip = list(range(weight.shape[-1] - 1, -1, -1))
@@ -145,7 +145,7 @@ def subpixel_kernel(w):
     (2m + r) sums w[2d − r + 2] · x[m + d] over d ∈ {−1, 0, 1} (taps outside
     0..4 are absent), per axis. Returns (4·O, C, 3, 3) ordered for a pixel
     shuffle by 2: channel o·4 + rh·2 + rw. A numpy array or, for
-    :mod:`sdc.models.fast_layers`, a torch tensor; the result is the same kind.
+    :mod:`sdc.training.fast_layers`, a torch tensor; the result is the same kind.
     """
     o, c, k, _ = w.shape
     assert k == 5, "phase decomposition is written for 5x5 kernels"
@@ -202,7 +202,7 @@ class IntegerHyperSynthesis:
     """Integer version of ``h_s`` (deconv → LReLU → deconv → LReLU → conv).
 
     Loaded from the integer tensors stored in the weights file (made once, at
-    export, by :func:`sdc.models.quantize.quantize_hyper_synthesis`), so the
+    export, by :func:`sdc.training.quantize.quantize_hyper_synthesis`), so the
     decoder never re-derives them from floats. Entries may be numpy arrays or
     torch tensors; everything after loading is numpy.
     """

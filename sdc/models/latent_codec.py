@@ -21,7 +21,7 @@ Data flow::
 
 With a channel context (weights whose manifest has ``context_slices`` S > 1)
 the channels are coded in S slices, and slice k's μ·g, σ-index are refined
-from ŷ·g of slices < k *at the same position* (:mod:`sdc.models.channel_context`)::
+from ŷ·g of slices < k *at the same position* (:mod:`sdc.training.channel_context`)::
 
     slice 0: μ·g, σ-idx from h_s ─► symbols₀ ─► ŷ₀·g
     slice k: IntegerChannelContext(μ·g, σ-idx, ŷ₀..ŷ_{k-1}) ─► μ'·g, σ'-idx ─► symbols_k ─► ŷ_k·g

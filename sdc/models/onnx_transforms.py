@@ -8,8 +8,8 @@
     y_hat (1, M, h, w) ──synthesis──▶ x_hat (1, 3, 16h, 16w), unclamped
 
 H and W are any multiples of 16 (the codec pads to 64 and tiles large images
-itself: :func:`sdc.models.codec.latent_tiles`). ``python -m sdc.export onnx``
-writes the files and the manifest entry (:mod:`sdc.export_onnx`).
+itself: :mod:`sdc.models.tiling`). ``python -m sdc.training.export onnx``
+writes the files and the manifest entry (:mod:`sdc.training.export_onnx`).
 
 This module imports numpy and, on first use, onnxruntime; never torch.
 
@@ -40,7 +40,7 @@ from sdc.errors import BadInputError
 from sdc.models.weights import MANIFEST_FILE, default_weights_dir, read_manifest
 
 TRANSFORM_NAMES = ("g_a", "h_a", "g_s")
-EXPORT_COMMAND = "python -m sdc.export onnx"
+EXPORT_COMMAND = "python -m sdc.training.export onnx"
 
 
 def default_threads() -> int:
@@ -92,6 +92,12 @@ class OnnxTransforms:
         if not runtime.get("files") or runtime.get("source_sha256") != manifest.get("sha256"):
             raise BadInputError(f"{path} lists no ONNX transforms for its weights: {self._hint()}")
         return runtime["files"]
+
+    def check(self) -> None:
+        """Raise BadInputError now if the manifest lists no ONNX files for its weights
+        (the files themselves are read and hash-checked on first use)."""
+        if self._files is None:
+            self._files = self._runtime_files()
 
     def session(self, name: str):
         """The InferenceSession of transform `name` ("g_a", "h_a", "g_s"), created on first use

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sdc.errors import BadInputError
+from sdc.models.architecture import declared_num_qualities
 
-if TYPE_CHECKING:  # annotations only: importing torch here would load it for every manifest read
+if TYPE_CHECKING:  # annotations only: training code saves torch tensors; the runtime never imports torch
+    import numpy as np
     import torch
 
-# torch and safetensors are imported where tensors are read or written, so that
-# the CLI can read a manifest (e.g. the quality count) without loading torch.
+# safetensors is imported where tensors are read or written, so that the CLI
+# can read a manifest (e.g. the quality count) without loading it.
 
 WEIGHTS_FILE = "sdc.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -43,13 +45,6 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def declared_num_qualities(architecture: dict) -> int | None:
-    """Qualities a manifest architecture or checkpoint config declares: num_qualities, else
-    the length of its λ list (older files), else None."""
-    n = architecture.get("num_qualities") or len(architecture.get("lambdas") or ())
-    return int(n) if n else None
 
 
 def manifest_num_qualities(directory: Path | None = None) -> int | None:
@@ -87,9 +82,12 @@ def read_manifest(directory: Path) -> dict:
         raise BadInputError(f"unreadable weights manifest {manifest_path}: {exc}") from None
 
 
-def load_weights(directory: Path | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and manifest; raises BadInputError if missing or the hash differs."""
-    from safetensors.torch import load_file
+def load_weights(directory: Path | None = None, keys=None) -> tuple[dict[str, np.ndarray], dict]:
+    """Numpy arrays and manifest; raises BadInputError if missing or the hash differs.
+
+    keys: a predicate on tensor names; only those arrays are read (the runtime
+    needs the entropy tables and integer parts, not the float network)."""
+    from safetensors import SafetensorError, safe_open
 
     directory = Path(directory) if directory else default_weights_dir()
     manifest = read_manifest(directory)
@@ -101,4 +99,8 @@ def load_weights(directory: Path | None = None) -> tuple[dict[str, torch.Tensor]
         raise BadInputError(
             f"codec weights {path} do not match their manifest (sha256 {digest[:16]}…, expected {str(manifest.get('sha256'))[:16]}…)"
         )
-    return load_file(str(path)), manifest
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return {name: f.get_tensor(name) for name in f.keys() if keys is None or keys(name)}, manifest
+    except SafetensorError as exc:
+        raise BadInputError(f"unreadable codec weights {path}: {exc}") from None

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import block_names, g_s_pointwise_in, g_s_res_in, g_s_width_in, synthesis
-from sdc.models.network import trainable_gdn
+from sdc.training.layers import block_names, g_s_pointwise_in, g_s_res_in, g_s_width_in, synthesis
+from sdc.training.network import trainable_gdn
 
 # Hidden layers of g_s: (deconvolution, inverse GDN after it); g_s.6 maps to RGB.
 _DECONVS = ("g_s.0", "g_s.2", "g_s.4")

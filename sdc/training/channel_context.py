@@ -16,12 +16,12 @@ chain's prediction with ŷ = μ' in place of the missing symbols.
 
 All values are in the gained domain (units of one quantization step), so the
 network sees how coarse its inputs are without being told the quality.
-Training (and the encoder's refinement, :mod:`sdc.models.refine`) uses
+Training (and the encoder's refinement, :mod:`sdc.training.refine`) uses
 :class:`ChannelContext`, in float torch; encoders and decoders code with
 :class:`sdc.models.integer_context.IntegerChannelContext`, the same network
 in fixed point on numpy with the same exactness argument as
 :mod:`sdc.models.integer_hyper`, so the refined means and table indexes are
-bit-identical everywhere. :mod:`sdc.models.quantize` makes its tensors.
+bit-identical everywhere. :mod:`sdc.training.quantize` makes its tensors.
 """
 from __future__ import annotations
 

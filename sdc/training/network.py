@@ -26,7 +26,7 @@ its own, taken from the highest quality present in the image, so the side
 information also shrinks at low rates.
 
 With ``context_slices`` S > 1, a 1x1 channel-conditional context
-(:mod:`sdc.models.channel_context`) refines μ·g, σ·g of channel slice k from
+(:mod:`sdc.training.channel_context`) refines μ·g, σ·g of channel slice k from
 ŷ·g of slices < k at the same position, before the rate and ŷ are computed.
 """
 from __future__ import annotations
@@ -38,9 +38,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sdc.geometry import LATENT_STRIDE, PAD_MULTIPLE, latent_shape  # noqa: F401 (re-exported for training code)
-from sdc.models.channel_context import ChannelContext
-from sdc.models.layers import BLOCK_KEYS, build_transforms
-from sdc.models.weights import declared_num_qualities
+from sdc.models.architecture import DEFAULT_NUM_QUALITIES, Architecture
+from sdc.training.channel_context import ChannelContext
+from sdc.training.layers import build_transforms
 
 # Rate-distortion trade-offs of the qualities 1, 2, ...: loss = λ·255²·MSE + bpp,
 # spaced x2.4 from 0.00025 (a ladder of 0.0016·1.7^k reached only 0.33-1.08
@@ -60,7 +60,6 @@ def quality_lambdas(qmap: torch.Tensor) -> torch.Tensor:
     return torch.tensor(lambda_ladder(n), dtype=torch.float32)[qmap]
 
 
-DEFAULT_NUM_QUALITIES = 8
 LAMBDAS: tuple[float, ...] = lambda_ladder(DEFAULT_NUM_QUALITIES)  # the default ladder
 # λ of the shared warm start; its gains are initialised to 1 there.
 REFERENCE_LAMBDA = 0.013
@@ -122,12 +121,12 @@ class SDCNet(nn.Module):
         num_qualities: number of gain pairs (qualities 1..num_qualities).
         context_slices, context_hidden: the channel-conditional context (0: none).
         g_s_res: positions in g_s followed by a residual block, once per block
-            (1, 3, 3: two stacked at 3; see :func:`sdc.models.layers.synthesis`).
+            (1, 3, 3: two stacked at 3; see :func:`sdc.training.layers.synthesis`).
         bypass: a linear 16x16 patch path beside g_a and g_s (see
-            :class:`sdc.models.layers.Bypassed`).
+            :class:`sdc.training.layers.Bypassed`).
         g_s_width: hidden channels of g_s (default N).
         g_a_res: positions in g_a followed by a residual block (see
-            :func:`sdc.models.layers.analysis`).
+            :func:`sdc.training.layers.analysis`).
         g_s_pointwise: positions in g_s followed by a pointwise (1x1) residual block.
     """
 
@@ -151,18 +150,16 @@ class SDCNet(nn.Module):
         self.log_gain = nn.Parameter(initial_log_gains(num_qualities, M))
         self.log_inv_gain = nn.Parameter(-initial_log_gains(num_qualities, M))
         self.log_z_gain = nn.Parameter(0.5 * initial_log_gains(num_qualities, N))
-        # Optional 1x1 channel-conditional context (sdc.models.channel_context).
+        # Optional 1x1 channel-conditional context (sdc.training.channel_context).
         self.context = ChannelContext(M, context_slices, context_hidden) if context_slices > 1 else None
         self.register_buffer("coder_scale_table", get_scale_table(), persistent=False)
 
     @classmethod
     def from_config(cls, config: dict) -> "SDCNet":
         """The network a checkpoint's config or a manifest's architecture describes (same keys)."""
-        return cls(config.get("N", 64), config.get("M", 96),
-                   num_qualities=declared_num_qualities(config) or DEFAULT_NUM_QUALITIES,
-                   context_slices=config.get("context_slices", 0),
-                   bypass=bool(config.get("bypass", False)), g_s_width=config.get("g_s_width"),
-                   **{key: tuple(config.get(key) or ()) for key in BLOCK_KEYS})
+        arch = Architecture.from_dict(config)
+        return cls(arch.N, arch.M, num_qualities=arch.num_qualities, context_slices=arch.context_slices,
+                   context_hidden=arch.context_hidden, bypass=arch.bypass, g_s_width=arch.g_s_width, **arch.blocks)
 
     # -- gains ---------------------------------------------------------------
     def gain_maps(self, qmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

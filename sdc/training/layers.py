@@ -13,6 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sdc.models.architecture import (BLOCK_KEYS, G_A_SCALE, G_S_SCALE, PLAIN_REACH_PX, RES_POSITIONS,  # noqa: F401
+                                     reach_px)
+
 
 def conv(cin: int, cout: int, k: int = 5, s: int = 2) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=s, padding=k // 2)
@@ -81,26 +84,12 @@ class ResidualBlock(nn.Module):
         return x + self.conv_b(F.leaky_relu(self.conv_a(x)))
 
 
-# Positions in g_a and g_s after which residual blocks may sit: after each GDN
-# or inverse GDN (g_a: 1: 1/2 of the image's resolution, 3: 1/4, 5: 1/8;
-# g_s: 1: 1/8, 3: 1/4, 5: 1/2). A position may repeat: blocks stack there.
-RES_POSITIONS = (1, 3, 5)
-# Image pixels per feature pixel at each position: a block (two 3x3
-# convolutions) there reaches 2 feature pixels, i.e. twice this many image pixels.
-G_A_SCALE = {1: 2, 3: 4, 5: 8}
-G_S_SCALE = {1: 8, 3: 4, 5: 2}
-# Both plain transforms (4 stride-2 5x5 layers; GDN is per pixel) reach 30 image pixels.
-PLAIN_REACH_PX = 30
-# State-dict keys of those blocks start with these, followed by the block's
+# State-dict keys of the blocks start with these, followed by the block's
 # name (``g_s.r3.conv_a.weight``; a second block at 3 is ``g_s.r3_2``; a
 # pointwise block at 5 is ``g_s.p5``): see :func:`block_names`.
 G_A_BLOCK_KEY = "g_a.r"
 G_S_BLOCK_KEY = "g_s.r"
 G_S_POINTWISE_KEY = "g_s.p"
-# The architecture keys that place blocks, each with the transform and the kind
-# of block it places. The same names are used in manifests, checkpoint configs,
-# SDCNet's arguments and attributes, and sdc.train's options.
-BLOCK_KEYS = {"g_a_res": ("g_a", "residual"), "g_s_res": ("g_s", "residual"), "g_s_pointwise": ("g_s", "pointwise")}
 
 
 def block_names(res_after, prefix: str = "r") -> list[tuple[int, str]]:
@@ -113,13 +102,6 @@ def block_names(res_after, prefix: str = "r") -> list[tuple[int, str]]:
         seen[pos] += 1
         names.append((pos, f"{prefix}{pos}" if seen[pos] == 1 else f"{prefix}{pos}_{seen[pos]}"))
     return names
-
-
-def reach_px(scale: dict[int, int], res_after) -> int:
-    """Image pixels around a position that g_a (scale=G_A_SCALE) or g_s (G_S_SCALE) sees
-    with residual blocks at `res_after` (the patch bypass sees its own cell only, and
-    pointwise blocks their own pixel: neither adds reach)."""
-    return PLAIN_REACH_PX + sum(2 * scale[p] for p in res_after)
 
 
 def _res_in(state, key: str) -> tuple[int, ...]:
@@ -242,7 +224,7 @@ def build_transforms(N: int, M: int, gdn, g_s_res: tuple[int, ...] = (), bypass:
     pointwise (1x1) blocks to g_s; `bypass` adds a linear
     16x16 patch path to g_a and g_s (see :class:`Bypassed`); `g_s_width`
     (default N) is g_s's hidden width, which may exceed g_a's because decoding
-    has time to spare where encoding has little (see sdc.models.widen_synthesis).
+    has time to spare where encoding has little (see sdc.training.widen_synthesis).
     """
     g_a = analysis(N, M, gdn, tuple(g_a_res))
     g_s = synthesis(g_s_width or N, M, gdn, tuple(g_s_res), tuple(g_s_pointwise))

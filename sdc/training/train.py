@@ -1,4 +1,4 @@
-"""Train the sdc codec on CPU: ``python -m sdc.train --run runs/main``.
+"""Train the sdc codec on CPU: ``python -m sdc.training.train --run runs/main``.
 
 Resumable: the run directory keeps ``ckpt.pt`` (model + optimizer + step,
 written every few minutes and on Ctrl-C) and ``log.jsonl`` (one JSON line per
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdc.models.layers import (BLOCK_KEYS, G_A_BLOCK_KEY, G_S_BLOCK_KEY, G_S_POINTWISE_KEY, g_s_width_in, has_bypass,
+from sdc.training.layers import (BLOCK_KEYS, G_A_BLOCK_KEY, G_S_BLOCK_KEY, G_S_POINTWISE_KEY, g_s_width_in, has_bypass,
                                undeclared_blocks)
-from sdc.models.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
+from sdc.training.network import (DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet, extend_log_gains,
                                 quality_lambdas, remap_log_gains)
 from sdc.models.weights import declared_num_qualities
 
@@ -260,7 +260,7 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         raise SystemExit(f"{path} is an N={file_N}, M={file_M} network; it can start N={file_N} networks "
                          f"with M >= {file_M}, not N={net.N}, M={net.M}")
     if file_M != net.M:
-        from sdc.models.widen import widen_state
+        from sdc.training.widen import widen_state
 
         try:
             state = widen_state(state, net.N, file_M, net.M, manifest_context_slices(path), net.context_slices, sample)
@@ -272,7 +272,7 @@ def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> 
         raise SystemExit(f"{path} has a g_s {file_width} channels wide; it can start networks with --g-s-width >= "
                          f"{file_width}, not {net.g_s_width}")
     if file_width < net.g_s_width:
-        from sdc.models.widen_synthesis import widen_synthesis_state
+        from sdc.training.widen_synthesis import widen_synthesis_state
 
         state = widen_synthesis_state(state, net.g_s_width)
         print(f"g_s widened from {file_width} to {net.g_s_width} channels", flush=True)
@@ -422,7 +422,7 @@ def main(argv=None) -> None:
                         "(default: as the run or --init has it)")
     p.add_argument("--g-s-width", type=int,
                    help="hidden channels of g_s (default: the run's, else --init's, else as --N); more than "
-                        "--init's widens g_s keeping what it does (sdc.models.widen_synthesis)")
+                        "--init's widens g_s keeping what it does (sdc.training.widen_synthesis)")
     p.add_argument("--context-lr-scale", type=float, default=5.0,
                    help="learning-rate multiplier of the parts that start from zero in a trained model: "
                         "the context, the patch bypass and residual blocks")

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from sdc.models.layers import g_a_res_in, g_s_pointwise_in, g_s_res_in, g_s_width_in, has_bypass
-from sdc.models.network import SDCNet
+from sdc.training.layers import g_a_res_in, g_s_pointwise_in, g_s_res_in, g_s_width_in, has_bypass
+from sdc.training.network import SDCNet
 
 # New y channels start at this fraction of the old channels' RMS: big enough
 # that rounding at the high qualities leaves them non-zero (so g_s gets a

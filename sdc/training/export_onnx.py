@@ -1,8 +1,8 @@
 """Export the codec's float transforms as ONNX files, for the runtime without torch.
 
-``python -m sdc.export onnx [--weights weights/]``::
+``python -m sdc.training.export onnx [--weights weights/]``::
 
-    weights/sdc.safetensors + manifest.json   (hash-checked, :func:`load_weights`)
+    weights/sdc.safetensors + manifest.json   (hash-checked, :func:`~sdc.models.weights.load_weights`)
         │  g_a, g_s, h_a rebuilt as compressai lays them out, GDNs folded (FoldedGDN)
         ▼  torch.onnx.export, TorchScript exporter, NCHW float32, dynamic H and W
     weights/g_a.onnx   x (1, 3, H, W)      -> y (1, M, H/16, W/16)
@@ -20,7 +20,7 @@ Why these choices:
 * TorchScript exporter (``dynamo=False``): the torch.export-based one needs
   onnxscript, which is not installed, and these transforms are plain
   feed-forward graphs that tracing captures exactly.
-* Plain layers, not :mod:`sdc.models.fast_layers`: those rearrangements help
+* Plain layers, not :mod:`sdc.training.fast_layers`: those rearrangements help
   oneDNN, but on ONNX Runtime they time the same (768x512, one thread, other
   processes running: g_a 0.18 vs 0.20 s, g_s 0.40 vs 0.40 s) and the
   space-to-depth adds a Reshape/Transpose subgraph, while the plain graphs
@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdc.models.layers import BLOCK_KEYS, FoldedGDN, build_transforms
-from sdc.models.weights import MANIFEST_FILE, default_weights_dir, load_weights, sha256_file
+from sdc.models.architecture import Architecture
+from sdc.training.layers import FoldedGDN, build_transforms
+from sdc.models.weights import MANIFEST_FILE, default_weights_dir, sha256_file
+from sdc.training.torch_transforms import as_torch, load_torch_weights
 
 OPSET = 17
 # Transform name -> (input name, output name), the names inside each graph.
@@ -49,13 +51,12 @@ EXPORTER = "torch.onnx.export, TorchScript-based (dynamo=False)"
 VERIFY_RTOL = 1e-4
 
 
-def plain_transforms(tensors: dict[str, torch.Tensor], manifest: dict) -> dict[str, torch.nn.Module]:
+def plain_transforms(tensors: dict, manifest: dict) -> dict[str, torch.nn.Module]:
     """g_a, g_s, h_a of the weights in compressai's layout with FoldedGDN, in eval mode."""
-    arch = manifest.get("architecture", {})
-    blocks = {key: tuple(arch.get(key) or ()) for key in BLOCK_KEYS}
-    built = build_transforms(arch.get("N", 64), arch.get("M", 96), FoldedGDN, blocks["g_s_res"],
-                             bool(arch.get("bypass", False)), arch.get("g_s_width"), blocks["g_a_res"],
-                             blocks["g_s_pointwise"])
+    arch = Architecture.from_dict(manifest.get("architecture", {}))
+    tensors = as_torch(tensors)
+    built = build_transforms(arch.N, arch.M, FoldedGDN, arch.g_s_res, arch.bypass, arch.g_s_width, arch.g_a_res,
+                             arch.g_s_pointwise)
     out = {}
     for name in TRANSFORMS:
         module = built[name]
@@ -128,9 +129,9 @@ def export_runtime(directory: Path | None = None, opset: int = OPSET, check: boo
     """Write g_a.onnx, h_a.onnx, g_s.onnx beside the weights in `directory` and their
     manifest entry; returns that entry. `check`: compare each graph with torch first."""
     directory = Path(directory) if directory else default_weights_dir()
-    tensors, manifest = load_weights(directory)  # refuses a safetensors file its manifest does not describe
+    tensors, manifest = load_torch_weights(directory)  # refuses a safetensors file its manifest does not describe
     modules = plain_transforms(tensors, manifest)
-    M = int(manifest.get("architecture", {}).get("M", 96))
+    M = Architecture.from_dict(manifest.get("architecture", {})).M
     files = {}
     for name, module in modules.items():
         path = directory / f"{name}.onnx"
@@ -158,7 +159,7 @@ def _version(package: str) -> str | None:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m sdc.export onnx", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m sdc.training.export onnx", description=__doc__.splitlines()[0])
     p.add_argument("--weights", help="weights directory (default: $SDC_WEIGHTS, else the repository's weights/)")
     p.add_argument("--opset", type=int, default=OPSET)
     p.add_argument("--no-check", action="store_true", help="skip comparing each graph with torch on ONNX Runtime")

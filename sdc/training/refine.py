@@ -36,7 +36,7 @@ and finishes with the y-only phase above::
 The float h_s is the integer one before fixed-point rounding (μ agrees to
 about 0.01 step), so what the joint phase learns carries over. On two val
 photos, 20 joint + 20 y-only steps were 2.7% smaller (BD-rate) than 40 y-only
-steps; 10 + 10 did no better than 20 y-only (see EFFORT_STEPS).
+steps; 10 + 10 did no better than 20 y-only (see sdc.models.effort.EFFORT_STEPS).
 
 Large latents are refined tile by tile (the tiles of :mod:`sdc.models.codec`):
 each tile's kept cells move while its margin cells stay at their current
@@ -52,17 +52,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sdc.models.channel_context import ChannelContext
-from sdc.models.network import LATENT_STRIDE, quality_lambdas
+from sdc.models.architecture import Architecture
+from sdc.training.channel_context import ChannelContext
+from sdc.training.network import LATENT_STRIDE, quality_lambdas
 
-# Encoder effort (sdc encode --effort) -> steps of the joint (ẑ and y) phase and
-# of the y-only phase. The joint phase pays only with enough steps, so effort 2
-# skips it; longer y-only runs use a smaller step (step_size). The y-only phase
-# is a tuple of run lengths, each run made from g_a's y and (with joint steps)
-# from the joint phase's: every effort's runs include the lower efforts', and
-# the encoder keeps the cheapest file, so an effort is never costlier than a
-# lower one. The measurements behind these numbers: docs/experiments.md.
-EFFORT_STEPS = {1: (0, ()), 2: (0, (20,)), 3: (20, (20,)), 4: (20, (20, 80))}
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically
 LEARNING_RATE = 0.05  # Adam step on u, in quantization steps, for runs of up to REFERENCE_STEPS
 REFERENCE_STEPS = 20
@@ -290,3 +283,28 @@ class LatentRefiner:
                 loss.backward()
                 opt.step()
             return u.detach()[0].double(), torch.round(v.detach()).to(torch.int64)
+
+
+def build_refiner(tensors: dict[str, torch.Tensor], arch: Architecture, g_s: torch.nn.Module,
+                  z_median) -> LatentRefiner:
+    """The refiner of a codec's weights: its float channel context and h_s, frozen, with g_s.
+
+    Weights without the float h_s's tensors refine y only (no joint phase)."""
+    from sdc.training.layers import build_h_s
+
+    with torch.inference_mode(False):  # encoding runs in inference mode; autograd needs normal tensors
+        context = None
+        if arch.has_context:
+            hidden = tensors["context.nets.0.0.weight"].shape[0]
+            context = ChannelContext(arch.M, arch.context_slices, hidden)
+            context.load_state_dict({k[len("context."):]: v for k, v in tensors.items() if k.startswith("context.")})
+            context.requires_grad_(False)
+        try:
+            h_s = build_h_s(arch.N, arch.M)
+            h_s.load_state_dict({k[len("h_s."):]: v for k, v in tensors.items() if k.startswith("h_s.")})
+            h_s.requires_grad_(False)
+            hyper = FloatHyperprior(h_s, FactorizedDensity(tensors), torch.as_tensor(z_median))
+        except (KeyError, RuntimeError):
+            hyper = None
+    g_s.requires_grad_(False)
+    return LatentRefiner(g_s, context, tensors["gaussian_conditional.scale_table"], hyper)

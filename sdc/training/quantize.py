@@ -50,7 +50,7 @@ def quantize_hyper_synthesis(h_s: nn.Sequential, prefix: str = "int_h_s.") -> di
 
 
 def quantize_channel_context(ctx, prefix: str = "int_ctx.") -> dict[str, torch.Tensor]:
-    """Fixed-point tensors of a float :class:`sdc.models.channel_context.ChannelContext`
+    """Fixed-point tensors of a float :class:`sdc.training.channel_context.ChannelContext`
     (its 1x1 convolutions as matrices), keyed ``{prefix}{slice}.{layer}.``."""
     out = {}
     for k, net in enumerate(ctx.nets, start=1):

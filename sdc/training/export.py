@@ -1,11 +1,11 @@
 """Export a training checkpoint as shipped weights, with a measured manifest.
 
-``python -m sdc.export --run runs/main --out weights`` writes
+``python -m sdc.training.export --run runs/main --out weights`` writes
 ``weights/sdc.safetensors`` (float state for resuming training, entropy tables,
 integer hyper-synthesis) and ``weights/manifest.json`` (architecture,
 training record, real-bitstream validation on ../shared/data/val, sha256).
-``python -m sdc.export onnx [--weights weights]`` then adds the ONNX files of
-the float transforms (:mod:`sdc.export_onnx`).
+``python -m sdc.training.export onnx [--weights weights]`` then adds the ONNX files of
+the float transforms (:mod:`sdc.training.export_onnx`).
 """
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 
 from sdc.levels import LEVELS
+from sdc.models.architecture import BLOCK_KEYS
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS
-from sdc.models.layers import BLOCK_KEYS
-from sdc.models.network import PAD_MULTIPLE, SDCNet, latent_shape
-from sdc.models.quantize import quantize_channel_context, quantize_hyper_synthesis
 from sdc.models.weights import save_weights
-from sdc.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, lineage_steps, manifest_beside,
+from sdc.training.network import PAD_MULTIPLE, SDCNet, latent_shape
+from sdc.training.quantize import quantize_channel_context, quantize_hyper_synthesis
+from sdc.training.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, lineage_steps, manifest_beside,
                        trained_tensors)
 
 
@@ -92,7 +92,7 @@ HALF_MIN_NUMEL = 4096
 
 def write_training_start(weights: Path, out: Path) -> None:
     """weights/candidates-style copy of exported weights, to resume training from (not to decode):
-    the tensors training starts from (:func:`sdc.train.trained_tensors`), large ones in float16,
+    the tensors training starts from (:func:`sdc.training.train.trained_tensors`), large ones in float16,
     and the manifest with a ``candidate`` note saying so."""
     from safetensors.torch import load_file, save_file
 
@@ -102,7 +102,7 @@ def write_training_start(weights: Path, out: Path) -> None:
     manifest["candidate"] = (
         f"Training start only, not decodable weights: the float tensors of {weights} (sha256 above, not this "
         f"file's) with those of {HALF_MIN_NUMEL}+ elements stored as float16 and the tables export derives left "
-        f"out. Resume with python -m sdc.train --init {out / 'sdc.safetensors'}.")
+        f"out. Resume with python -m sdc.training.train --init {out / 'sdc.safetensors'}.")
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "sdc.safetensors"))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -113,8 +113,8 @@ def main(argv=None) -> None:
     import sys
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["onnx"]:  # python -m sdc.export onnx: the ONNX transforms of exported weights
-        from sdc.export_onnx import main as export_onnx
+    if argv[:1] == ["onnx"]:  # python -m sdc.training.export onnx: the ONNX transforms of exported weights
+        from sdc.training.export_onnx import main as export_onnx
 
         return export_onnx(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -126,6 +126,8 @@ def main(argv=None) -> None:
     p.add_argument("--val-limit", type=int, default=None, help="validate on the first N images only (quick exports)")
     p.add_argument("--training-start", metavar="WEIGHTS_DIR",
                    help="or: write exported weights as a float16 training start to --out (weights/candidates/NAME)")
+    p.add_argument("--no-onnx", action="store_true",
+                   help="skip writing the ONNX transforms the default runtime needs (sdc then decodes with runtime='torch' only)")
     p.add_argument("--init-manifest", help="manifest of the weights the run started from, for its lineage (for "
                                            "checkpoints older than init_training whose --init file was replaced since)")
     args = p.parse_args(argv)
@@ -146,7 +148,7 @@ def main(argv=None) -> None:
             "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
             "crop_seed": cfg.get("seed", 0),
         }
-        if cfg.get("quality_balance"):  # the loss each quality's samples were weighted by (sdc.train --quality-balance)
+        if cfg.get("quality_balance"):  # the loss each quality's samples were weighted by (sdc.training.train --quality-balance)
             training["quality_balance"] = cfg["quality_balance"]
             training["quality_weights"] = [round(w, 4) for w in cfg["quality_weights"]]
         if args.init_manifest:
@@ -190,6 +192,11 @@ def main(argv=None) -> None:
     print(json.dumps(manifest["validation"]["results"]), f"({time.time() - t:.0f}s)")
     manifest = save_weights(Path(args.out), tensors, manifest)
     print(f"wrote {args.out}/sdc.safetensors sha256 {manifest['sha256'][:16]}")
+    if not args.no_onnx:  # the runtime's transforms, so the new weights decode without torch
+        from sdc.training.export_onnx import export_runtime
+
+        runtime = export_runtime(Path(args.out))
+        print(f"wrote {', '.join(e['file'] for e in runtime['files'].values())} for the runtime")
 
 
 if __name__ == "__main__":
