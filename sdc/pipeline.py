@@ -46,6 +46,13 @@ def refine_steps(effort: int) -> dict[str, int | tuple[int, ...]]:
     if effort not in EFFORT_STEPS:
         raise UsageError(f"effort must be {min(EFFORT_STEPS)}..{max(EFFORT_STEPS)}, got {effort}")
     joint, latent = EFFORT_STEPS[effort]
+    if joint or latent:  # refinement runs on torch: say so before any analysis or file is touched
+        from importlib.util import find_spec
+
+        from sdc.models.codec import require_torch
+
+        if find_spec("torch") is None:
+            require_torch("encoder refinement (--effort 2 and up)")
     return {"joint_steps": joint, "refine_steps": latent}
 
 

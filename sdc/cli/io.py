@@ -173,10 +173,15 @@ def image_bytes(rgb, dst: str) -> bytes:
     fmt = "PNG"
     if dst != STDIO:
         ext = Path(dst).suffix.lower()
-        Image.init()
+        Image.preinit()  # the common formats; every plugin is imported only for another extension
         named = Image.registered_extensions().get(ext)
+        if named is None:
+            Image.init()
+            named = Image.registered_extensions().get(ext)
         if named in Image.SAVE and named != "SDC":
             fmt = named
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format=fmt)
+    # zlib level 3, not Pillow's 6: on decoded photos it writes PNGs as small, in under half the time.
+    options = {"compress_level": 3} if fmt == "PNG" else {}
+    Image.fromarray(rgb).save(buf, format=fmt, **options)
     return buf.getvalue()

@@ -84,21 +84,27 @@ _WINO_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 # has 4 (input) or at most 9 (output) entries ±1, the rest 0.
 _WINO_IN = np.kron(_WINO_BT, _WINO_BT)  # (16, 16)
 _WINO_OUT = np.kron(_WINO_AT, _WINO_AT)  # (4, 16)
+_WINO_KERNEL = np.kron(_WINO_G2, _WINO_G2)  # (16, 9): (2G) w (2G)^T of a 3x3 kernel flattened row-major
 # Exact while every value the arithmetic forms is an integer below this.
 EXACT_LIMIT = 2.0**53
 
 
 def winograd_kernel(w: np.ndarray) -> np.ndarray:
     """(16, O, C) integer transform (2G) w (2G)^T of a (O, C, 3, 3) integer kernel."""
-    u = np.einsum("ik,ockl,jl->ijoc", _WINO_G2, np.asarray(w, dtype=np.float64), _WINO_G2)
-    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]))
+    o, c = w.shape[:2]
+    # One product with kron(2G, 2G), written straight into the result's layout: the
+    # kernels are large (up to ~30 MB) and first-touched memory is slow, so no
+    # intermediate copies. Every product and sum is of small integers: exact.
+    taps = np.asarray(w, dtype=np.float64).reshape(o * c, 9).T  # (9, O·C), a view
+    return (_WINO_KERNEL @ taps).reshape(16, o, c)
 
 
 def winograd_bound(u: np.ndarray, x_max: float) -> float:
     """Largest magnitude :func:`_winograd_conv3x3` can form for inputs |x| <= x_max: a
     GEMM sum of C products |U|·|B^T d B| (each input-transform entry sums 4 inputs),
     then 9 of those in the output transform."""
-    return 9.0 * u.shape[2] * float(np.abs(u).max()) * 4.0 * x_max
+    largest = max(float(u.max()), -float(u.min())) if u.size else 0.0  # |u|.max() without a copy of u
+    return 9.0 * u.shape[2] * largest * 4.0 * x_max
 
 
 def _winograd_conv3x3(x: np.ndarray, u: np.ndarray) -> np.ndarray:
