@@ -1,4 +1,4 @@
-"""`python -m sdc ...` is the same as the `sdc` command."""
-from .cli import main
+"""``python -m sdc``: the same as the ``sdc`` command."""
+from sdc.cli import main
 
 main()

@@ -60,10 +60,9 @@ def command(inputs, output, levels_spec, composer, force, quiet, max_pixels):
             "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
         }
 
-    con = console(stderr=True)
-    rows, worst = run_batch(con, "decoding", inputs, outs, one, rejected)
+    rows, worst = run_batch("decoding", inputs, outs, one, rejected)
     if rows and not quiet:
-        _table(con, rows)
+        _table(console(stderr=True), rows)
     return worst
 
 

@@ -78,10 +78,9 @@ def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, tas
         write_output(dst, result.data, force)
         return _row(label, dst, result, regions is not None)
 
-    con = console(stderr=True)
-    rows, worst = run_batch(con, "encoding", inputs, outs, one, rejected)
+    rows, worst = run_batch("encoding", inputs, outs, one, rejected)
     if rows and not quiet:
-        _table(con, rows)
+        _table(console(stderr=True), rows)
     return worst
 
 

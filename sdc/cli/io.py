@@ -174,9 +174,8 @@ def image_bytes(rgb, dst: str) -> bytes:
     if dst != STDIO:
         ext = Path(dst).suffix.lower()
         Image.preinit()  # the common formats; every plugin is imported only for another extension
-        named = Image.registered_extensions().get(ext)
+        named = Image.EXTENSION.get(ext)  # not registered_extensions(), which imports every plugin
         if named is None:
-            Image.init()
             named = Image.registered_extensions().get(ext)
         if named in Image.SAVE and named != "SDC":
             fmt = named

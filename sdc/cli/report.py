@@ -50,16 +50,38 @@ def console(stderr: bool):
     return c
 
 
-def progress(con, total: int):
+class _NoProgress:
+    """What run_batch needs of a progress bar, doing nothing (one input: no bar, no rich import)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def update(self, *args, **kwargs) -> None:
+        pass
+
+    def advance(self, *args, **kwargs) -> None:
+        pass
+
+
+def progress(total: int):
     """A progress bar on stderr when it is a terminal and there is more than one input."""
+    if total < 2:
+        return _NoProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    con = console(stderr=True)
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=con, transient=True,
-                    disable=total < 2 or not con.is_terminal)
+                    disable=not con.is_terminal)
 
 
-def run_batch(con, verb: str, inputs: Sequence[str], outs: Sequence[str | None],
+def run_batch(verb: str, inputs: Sequence[str], outs: Sequence[str | None],
               one: Callable[[str, str, str], dict],
               rejected: Mapping[str, SdcError] | None = None) -> tuple[list[dict], int]:
     """Run `one(src, dst, label) -> summary row` over the inputs under a progress bar.
@@ -71,7 +93,7 @@ def run_batch(con, verb: str, inputs: Sequence[str], outs: Sequence[str | None],
     """
     rows, worst = [], 0
     rejected = rejected or {}
-    with progress(con, len(inputs)) as bar:
+    with progress(len(inputs)) as bar:
         task_id = bar.add_task(verb, total=len(inputs))
         for src, dst in zip(inputs, outs):
             label = label_of(src)

@@ -35,7 +35,7 @@ from sdc.models.architecture import Architecture
 from sdc.models.entropy_coder import EntropyDecodeError
 from sdc.models.latent_codec import GroupedLatentCodec
 from sdc.models.tiling import TILE, analysis_tiled, latent_tiles, padded_input, synthesis_tiled, tile_margin
-from sdc.models.weights import default_weights_dir, load_weights
+from sdc.models.weights import default_weights_dir, load_runtime_tables, load_weights
 
 RUNTIMES = ("onnx", "torch")
 TORCH_INSTALL = "pip install torch==2.14.1 torchvision==0.29.1 compressai==1.2.8 (or sdc's [train] extra)"
@@ -48,13 +48,6 @@ def require_torch(what: str):
     except ImportError:
         raise UsageError(f"{what} needs torch, which is not installed: {TORCH_INSTALL}") from None
     return torch
-
-
-def runtime_tensor(name: str) -> bool:
-    """Whether the runtime codec reads this weights entry: the coder's tables, the integer
-    hyper-synthesis and context, and g' (the float network is in the ONNX files)."""
-    return (name.startswith(("int_", "entropy_bottleneck._", "gaussian_conditional._"))
-            or name == "log_inv_gain")
 
 
 @dataclass
@@ -98,8 +91,8 @@ class SDCCodec:
             raise UsageError("the onnx runtime loads a weights directory, not tensors")
         self.runtime = runtime
         self.weights_dir = Path(weights) if weights else (None if tensors is not None else default_weights_dir())
-        if tensors is None:
-            tensors, manifest = load_weights(self.weights_dir, keys=runtime_tensor if runtime == "onnx" else None)
+        if tensors is None:  # the onnx runtime reads only its tables; torch needs the float network too
+            tensors, manifest = (load_runtime_tables if runtime == "onnx" else load_weights)(self.weights_dir)
         self.manifest = manifest or {}
         self.arch = Architecture.from_dict(self.manifest.get("architecture", {}))
         self.num_qualities = self.arch.num_qualities

@@ -29,7 +29,6 @@ processes running, so ratios rather than times):
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -37,10 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from sdc.errors import BadInputError
-from sdc.models.weights import MANIFEST_FILE, default_weights_dir, read_manifest
+from sdc.models.weights import default_weights_dir, export_hint, read_checked, runtime_files
 
 TRANSFORM_NAMES = ("g_a", "h_a", "g_s")
-EXPORT_COMMAND = "python -m sdc.training.export onnx"
 
 
 def default_threads() -> int:
@@ -80,24 +78,11 @@ class OnnxTransforms:
         self._files: dict[str, dict] | None = None
         self._lock = threading.Lock()
 
-    def _hint(self) -> str:
-        default = self.directory.resolve() == default_weights_dir().resolve()
-        return f"run {EXPORT_COMMAND}" + ("" if default else f" --weights {self.directory}")
-
-    def _runtime_files(self) -> dict[str, dict]:
-        """The manifest's ONNX file entries, if they were made from the safetensors it describes."""
-        path = self.directory / MANIFEST_FILE
-        manifest = read_manifest(self.directory)
-        runtime = manifest.get("runtime") or {}
-        if not runtime.get("files") or runtime.get("source_sha256") != manifest.get("sha256"):
-            raise BadInputError(f"{path} lists no ONNX transforms for its weights: {self._hint()}")
-        return runtime["files"]
-
     def check(self) -> None:
         """Raise BadInputError now if the manifest lists no ONNX files for its weights
         (the files themselves are read and hash-checked on first use)."""
         if self._files is None:
-            self._files = self._runtime_files()
+            self._files = runtime_files(self.directory)
 
     def session(self, name: str):
         """The InferenceSession of transform `name` ("g_a", "h_a", "g_s"), created on first use
@@ -111,22 +96,12 @@ class OnnxTransforms:
             return self._sessions[name]
 
     def _load(self, name: str):
-        if self._files is None:
-            self._files = self._runtime_files()
+        self.check()
         entry = self._files.get(name)
         if entry is None:
-            raise BadInputError(f"{self.directory / MANIFEST_FILE} lists no ONNX file for {name}: {self._hint()}")
+            raise BadInputError(f"the weights' manifest lists no ONNX file for {name}: {export_hint(self.directory)}")
+        data = read_checked(self.directory, entry, "ONNX transform")
         path = self.directory / entry["file"]
-        try:
-            data = path.read_bytes()  # hashed and loaded from the same bytes
-        except FileNotFoundError:
-            raise BadInputError(f"ONNX transform {path} not found: {self._hint()}") from None
-        except OSError as exc:
-            raise BadInputError(f"unreadable ONNX transform {path}: {exc}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.get("sha256"):
-            raise BadInputError(f"ONNX transform {path} does not match the weights' manifest (sha256 {digest[:16]}…, "
-                                f"expected {str(entry.get('sha256'))[:16]}…): {self._hint()}")
         import onnxruntime as ort
 
         try:

@@ -1,4 +1,4 @@
-"""Shipped codec weights: one safetensors file plus a JSON manifest.
+"""Shipped codec weights: safetensors files plus a JSON manifest.
 
 ``weights/sdc.safetensors`` holds the float network (for training to resume
 from), the entropy-coding tables and the integer hyper-synthesis;
@@ -7,6 +7,11 @@ validation results and the file's sha256. Loading checks the hash, so a
 swapped or damaged file is refused instead of silently decoding garbage, and
 the first 8 bytes of that hash are the *codec id* written into every .sdc
 file. Never pickle: safetensors only.
+
+The runtime reads its own files, made from sdc.safetensors by the export
+and listed with their hashes under ``manifest["runtime"]``: the ONNX
+transforms (:mod:`sdc.models.onnx_transforms`) and ``runtime.safetensors``,
+the tables and integer parts (:func:`load_runtime_tables`).
 """
 from __future__ import annotations
 
@@ -27,6 +32,18 @@ if TYPE_CHECKING:  # annotations only: training code saves torch tensors; the ru
 
 WEIGHTS_FILE = "sdc.safetensors"
 MANIFEST_FILE = "manifest.json"
+# The runtime's own files, listed with their sha256 under manifest["runtime"]["files"]
+# (written by EXPORT_COMMAND from WEIGHTS_FILE): the ONNX transforms, and TABLES_FILE,
+# the part of WEIGHTS_FILE the runtime reads (a decoder reads 12 of its 32 MB).
+EXPORT_COMMAND = "python -m sdc.training.export onnx"
+TABLES_KEY, TABLES_FILE = "tables", "runtime.safetensors"
+
+
+def runtime_tensor(name: str) -> bool:
+    """Whether the runtime reads this weights entry: the coder's tables, the integer
+    hyper-synthesis and context, and g' (the float network is in the ONNX files)."""
+    return (name.startswith(("int_", "entropy_bottleneck._", "gaussian_conditional._"))
+            or name == "log_inv_gain")
 
 
 def default_weights_dir() -> Path:
@@ -82,11 +99,8 @@ def read_manifest(directory: Path) -> dict:
         raise BadInputError(f"unreadable weights manifest {manifest_path}: {exc}") from None
 
 
-def load_weights(directory: Path | None = None, keys=None) -> tuple[dict[str, np.ndarray], dict]:
-    """Numpy arrays and manifest; raises BadInputError if missing or the hash differs.
-
-    keys: a predicate on tensor names; only those arrays are read (the runtime
-    needs the entropy tables and integer parts, not the float network)."""
+def load_weights(directory: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Numpy arrays and manifest; raises BadInputError if missing or the hash differs."""
     from safetensors import SafetensorError, safe_open
 
     directory = Path(directory) if directory else default_weights_dir()
@@ -101,6 +115,56 @@ def load_weights(directory: Path | None = None, keys=None) -> tuple[dict[str, np
         )
     try:
         with safe_open(str(path), framework="numpy") as f:
-            return {name: f.get_tensor(name) for name in f.keys() if keys is None or keys(name)}, manifest
+            return {name: f.get_tensor(name) for name in f.keys()}, manifest
     except SafetensorError as exc:
         raise BadInputError(f"unreadable codec weights {path}: {exc}") from None
+
+
+def export_hint(directory: Path) -> str:
+    """What to run to make a weights directory's runtime files."""
+    default = Path(directory).resolve() == default_weights_dir().resolve()
+    return f"run {EXPORT_COMMAND}" + ("" if default else f" --weights {directory}")
+
+
+def runtime_files(directory: Path, manifest: dict | None = None) -> dict[str, dict]:
+    """The manifest's runtime file entries (name -> {"file", "sha256", ...}), if they were made
+    from the safetensors it describes; BadInputError with the export command otherwise."""
+    manifest = read_manifest(directory) if manifest is None else manifest
+    runtime = manifest.get("runtime") or {}
+    if not runtime.get("files") or runtime.get("source_sha256") != manifest.get("sha256"):
+        raise BadInputError(f"{Path(directory) / MANIFEST_FILE} lists no ONNX transforms for its weights: "
+                            f"{export_hint(directory)}")
+    return runtime["files"]
+
+
+def read_checked(directory: Path, entry: dict | None, what: str) -> bytes:
+    """The bytes of a runtime file after checking their sha256 against its manifest entry."""
+    directory = Path(directory)
+    if entry is None:
+        raise BadInputError(f"{directory / MANIFEST_FILE} lists no {what}: {export_hint(directory)}")
+    path = directory / entry["file"]
+    try:
+        data = path.read_bytes()  # hashed and used from the same bytes
+    except FileNotFoundError:
+        raise BadInputError(f"{what} {path} not found: {export_hint(directory)}") from None
+    except OSError as exc:
+        raise BadInputError(f"unreadable {what} {path}: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.get("sha256"):
+        raise BadInputError(f"{what} {path} does not match the weights' manifest (sha256 {digest[:16]}…, "
+                            f"expected {str(entry.get('sha256'))[:16]}…): {export_hint(directory)}")
+    return data
+
+
+def load_runtime_tables(directory: Path | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """The runtime's arrays (:func:`runtime_tensor`) from TABLES_FILE, and the manifest."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    directory = Path(directory) if directory else default_weights_dir()
+    manifest = read_manifest(directory)
+    data = read_checked(directory, runtime_files(directory, manifest).get(TABLES_KEY), "runtime tables")
+    try:
+        return load(data), manifest
+    except SafetensorError as exc:
+        raise BadInputError(f"unreadable runtime tables in {directory}: {exc}") from None

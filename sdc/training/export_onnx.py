@@ -1,4 +1,4 @@
-"""Export the codec's float transforms as ONNX files, for the runtime without torch.
+"""Export the runtime's files: the float transforms as ONNX, and the tables it reads.
 
 ``python -m sdc.training.export onnx [--weights weights/]``::
 
@@ -8,7 +8,8 @@
     weights/g_a.onnx   x (1, 3, H, W)      -> y (1, M, H/16, W/16)
     weights/h_a.onnx   y (1, M, h, w)      -> z (1, N, h/4, w/4)
     weights/g_s.onnx   y_hat (1, M, h, w)  -> x_hat (1, 3, 16h, 16w)
-    weights/manifest.json["runtime"]: each file's sha256 and opset, the tool versions,
+    weights/runtime.safetensors   the entropy tables and integer parts the runtime reads
+    weights/manifest.json["runtime"]: each file's sha256 (and opset), the tool versions,
         and the sha256 of the safetensors they came from
 
 :mod:`sdc.models.onnx_transforms` loads only files whose hashes the manifest lists
@@ -43,7 +44,8 @@ import torch
 from sdc.models.architecture import Architecture
 from sdc.training.fast_layers import SubpixelDeconv
 from sdc.training.layers import FoldedGDN, build_transforms
-from sdc.models.weights import MANIFEST_FILE, default_weights_dir, sha256_file
+from sdc.models.weights import (MANIFEST_FILE, TABLES_FILE, TABLES_KEY, default_weights_dir, runtime_tensor,
+                                sha256_file)
 from sdc.training.torch_transforms import as_torch, load_torch_weights
 
 OPSET = 17
@@ -158,12 +160,25 @@ def export_runtime(directory: Path | None = None, opset: int = OPSET, check: boo
         if check:  # another size than the traced one, so a shape frozen by tracing shows
             entry["verified_max_abs_diff"] = float(f"{verify(module, name, path, example_input(name, M, 8, 4)):.3g}")
         files[name] = entry
+    files[TABLES_KEY] = write_tables(directory, tensors)
     runtime = {"format": "onnx", "layout": "NCHW float32, batch 1, dynamic height and width",
                "exporter": EXPORTER, "torch": torch.__version__, "onnx": _version("onnx"),
                "onnxruntime": _version("onnxruntime") if check else None,
                "source": manifest.get("file"), "source_sha256": manifest["sha256"], "files": files}
     write_manifest_entry(directory, runtime)
     return runtime
+
+
+def write_tables(directory: Path, tensors: dict[str, torch.Tensor]) -> dict:
+    """TABLES_FILE: the weights' entries the runtime reads (:func:`runtime_tensor`), as they
+    are in the safetensors; returns its manifest entry."""
+    from safetensors.numpy import save_file
+
+    path = directory / TABLES_FILE
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.numpy() for k, v in sorted(tensors.items()) if runtime_tensor(k)}, str(tmp))
+    tmp.replace(path)
+    return {"file": TABLES_FILE, "sha256": sha256_file(path)}
 
 
 def _version(package: str) -> str | None:
@@ -186,8 +201,8 @@ def main(argv=None) -> None:
     runtime = export_runtime(directory, args.opset, check=not args.no_check)
     for name, entry in runtime["files"].items():
         size = (directory / entry["file"]).stat().st_size
-        print(f"wrote {directory / entry['file']} ({size / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}, "
-              f"max |ORT - torch| {entry.get('verified_max_abs_diff', 'not checked')})")
+        check = f", max |ORT - torch| {entry.get('verified_max_abs_diff', 'not checked')}" if name != TABLES_KEY else ""
+        print(f"wrote {directory / entry['file']} ({size / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}{check})")
     print(f"manifest runtime entry for weights {runtime['source_sha256'][:16]}")
 
 
