@@ -165,16 +165,20 @@ def test_high_quality_neighbour_does_not_cost_the_low_quality_group(codec, share
 
 
 def test_weights_hash_is_checked(tmp_path):
+    """Every weights file a runtime reads is checked against the manifest: the runtime's
+    tables on the default (ONNX) runtime, the safetensors on torch."""
     from sdc.models.weights import default_weights_dir
 
-    src = default_weights_dir()
-    shutil.copytree(src, tmp_path / "w")
-    path = tmp_path / "w" / "sdc.safetensors"
-    data = bytearray(path.read_bytes())
-    data[-100] ^= 0x01
-    path.write_bytes(bytes(data))
-    with pytest.raises(BadInputError, match="do not match their manifest"):
-        SDCCodec(tmp_path / "w")
+    for name, runtime, message in (("runtime.safetensors", "onnx", "runtime tables .* does not match"),
+                                   ("sdc.safetensors", "torch", "do not match their manifest")):
+        weights = tmp_path / runtime
+        shutil.copytree(default_weights_dir(), weights)
+        path = weights / name
+        data = bytearray(path.read_bytes())
+        data[-100] ^= 0x01
+        path.write_bytes(bytes(data))
+        with pytest.raises(BadInputError, match=message):
+            SDCCodec(weights, runtime=runtime)
 
 
 def test_codec_id_comes_from_the_weights_hash(codec):

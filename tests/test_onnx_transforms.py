@@ -156,9 +156,16 @@ def test_export_keeps_the_manifest_and_records_the_runtime(onnx_weights):
     shipped.pop("runtime", None)
     assert exported == shipped  # the codec id (sha256) and everything else unchanged
     assert runtime["source_sha256"] == shipped["sha256"]
-    assert sorted(runtime["files"]) == ["g_a", "g_s", "h_a"]
-    for entry in runtime["files"].values():
-        assert entry["opset"] >= 13 and len(entry["sha256"]) == 64
+    assert sorted(runtime["files"]) == ["g_a", "g_s", "h_a", "tables"]
+    for name, entry in runtime["files"].items():
+        assert len(entry["sha256"]) == 64 and (name == "tables" or entry["opset"] >= 13)
+    # The tables are the runtime's part of the safetensors, value for value.
+    from sdc.models.weights import load_runtime_tables, load_weights, runtime_tensor
+
+    tables, _ = load_runtime_tables(onnx_weights)
+    everything, _ = load_weights(onnx_weights)
+    assert sorted(tables) == sorted(k for k in everything if runtime_tensor(k))
+    assert all(np.array_equal(tables[k], everything[k]) for k in tables)
 
 
 def test_committed_onnx_files_match_the_manifest():

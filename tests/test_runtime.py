@@ -53,9 +53,19 @@ def test_refining_encoder_without_torch_says_what_to_install_and_writes_nothing(
     assert len(lines) == 1 and "needs torch" in lines[0] and "pip install" in lines[0], done.stderr
 
 
-def test_the_default_runtime_reads_only_what_it_runs(codec):
+def test_the_default_runtime_reads_only_what_it_runs(monkeypatch):
+    from sdc.models import codec as codec_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the onnx runtime read the float network's safetensors")
+
+    monkeypatch.setattr(codec_module, "load_weights", refuse)
+    codec = SDCCodec()
     assert codec.runtime == "onnx" and codec._torch_tensors is None
     assert "net" not in codec.__dict__  # the torch network is built only when asked for
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    coded = codec.encode(rgb, np.zeros((4, 4), np.uint8), {"L1": 3, "L2": 3, "L3": 3, "other": 3})
+    assert codec.decode(coded).shape == rgb.shape
 
 
 def test_runtime_and_tensor_arguments_are_checked():
