@@ -31,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bdrate import bd_rate  # noqa: E402
-from common import RESULTS, arguments, load_rgb, psnr, start, table, val_paths, weights_info, write_json  # noqa: E402
+from common import (RESULTS, arguments, load_rgb, psnr, read_json, start, table, val_paths, weights_info,  # noqa: E402
+                    write_json)
 
 OUT = RESULTS / "runtime_parity.json"
 RUNTIMES = ("onnx", "torch")
@@ -72,6 +73,22 @@ def compare_image(codecs: dict, rgb: np.ndarray, qualities: list[int]) -> list[d
     return rows
 
 
+def report(result: dict) -> str:
+    """The table and summary printed, and written into benchmarks/README.md by run_all.py."""
+    curves, s = result["curves"], result["summary"]
+    rows = [[q, f"{curves['onnx']['bpp'][i]:.4f}", f"{curves['torch']['bpp'][i]:.4f}",
+             f"{curves['onnx']['psnr'][i]:.3f}", f"{curves['torch']['psnr'][i]:.3f}"]
+            for i, q in enumerate(result["qualities"])]
+    times = ", ".join(f"{k} {v:.3f}" for k, v in s["median_s"].items())
+    return "\n".join([
+        table(rows, ["quality", "bpp onnx", "bpp torch", "PSNR onnx", "PSNR torch"]),
+        f"BD-rate of the onnx runtime vs torch: {s['bd_rate_onnx_vs_torch_percent']:+.3f}% "
+        f"({s['cases']} image-quality cases, each encoded on both runtimes and each file decoded on both)",
+        f"symbols identical across runtimes: {s['symbols_identical']}; largest pixel difference: "
+        f"{s['max_pixel_diff']} code value(s); byte-identical files: {100 * s['files_identical_share']:.1f}%",
+        f"in-process seconds per call (median): {times}"])
+
+
 def main() -> None:
     ap = arguments(__doc__, OUT)
     ap.add_argument("--limit", type=int, default=None, help="first N val images")
@@ -103,10 +120,7 @@ def main() -> None:
     write_json(args.out, {**run, "weights": weights_info(), "qualities": qualities,
                           "curves": {n: {"bpp": c[0], "psnr": c[1]} for n, c in curves.items()},
                           "summary": summary, "per_image": per_image})
-    print(table([[q, f"{curves['onnx'][0][i]:.4f}", f"{curves['torch'][0][i]:.4f}", f"{curves['onnx'][1][i]:.3f}",
-                  f"{curves['torch'][1][i]:.3f}"] for i, q in enumerate(qualities)],
-                ["quality", "bpp onnx", "bpp torch", "PSNR onnx", "PSNR torch"]))
-    print({k: v for k, v in summary.items()})
+    print(report(read_json(args.out)))
     print(f"wrote {args.out}")
 
 

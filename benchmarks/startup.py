@@ -162,6 +162,22 @@ def summary(times: dict[str, list[dict]]) -> dict:
     return out
 
 
+def report(result: dict) -> str:
+    """The table and lines printed, and written into benchmarks/README.md by run_all.py."""
+    rows = [[name, f"{s['wall_median_s']:.3f}", f"{s['cpu_median_s']:.3f}", f"{s['wall_ratio_to_cjxl']:.2f}x",
+             f"{s['peak_mib']:.0f}"] for name, s in result["summary"].items()]
+    imports = result["heavy_imports"]
+    inst = result["install"]
+    largest = ", ".join(f"{k} {v}" for k, v in inst["largest_mb"].items())
+    return "\n".join([
+        table(rows, ["768x512, whole process", "wall s (median)", "CPU s (median)", "wall / cjxl -e 7", "peak MiB"]),
+        f"heavy modules imported: sdc decode {imports['sdc decode'] or 'none'}, sdc encode {imports['sdc encode'] or 'none'}",
+        f"runtime install (pip install .): {inst['total_mb']} MB, of which weights {inst['weights_mb']} MB; "
+        f"torch installed: {inst['torch_installed']}",
+        f"largest distributions (MB): {largest}",
+        f"{result['runs']} runs each, interleaved; load average at the end {result['loadavg_at_end'][0]:.2f}"])
+
+
 def main() -> None:
     import argparse
 
@@ -186,13 +202,7 @@ def main() -> None:
               "summary": summary(times), "heavy_imports": imports, "install": install_size(args.venv),
               "raw": times}
     write_json(args.out, result)
-    rows = [[name, s["wall_median_s"], s["cpu_median_s"], f"{s['wall_ratio_to_cjxl']:.2f}x", s["peak_mib"]]
-            for name, s in result["summary"].items()]
-    print(table(rows, ["command (whole process)", "wall s (median)", "cpu s", "wall / cjxl -e 7", "peak MiB"]))
-    print(f"heavy modules imported: decode {imports['sdc decode'] or 'none'}, encode {imports['sdc encode'] or 'none'}")
-    inst = result["install"]
-    print(f"runtime install: {inst['total_mb']} MB with {inst['weights_mb']} MB of weights; torch installed: "
-          f"{inst['torch_installed']}; largest: {inst['largest_mb']}")
+    print(report(result))
     print(f"wrote {args.out}")
 
 

@@ -97,7 +97,7 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
     qualities: each level's quality by hand instead (then no preset applies;
     the task still steers the analysis).
     effort: 1 codes g_a's latent as it is; 2 and 3 refine it first
-    (:data:`sdc.training.refine.EFFORT_STEPS`), slower and smaller at the same quality.
+    (:data:`sdc.models.effort.EFFORT_STEPS`), slower and smaller at the same quality.
     """
     from PIL import Image
 
@@ -133,21 +133,8 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
         width, height = coded_size
         rgb = np.asarray(Image.fromarray(rgb).resize(coded_size, Image.LANCZOS))
         coded_analysis = analysis.scaled(width, height)
-    grid = latent_shape(height, width)
-    if preset is None:
-        qualities = check_qualities(qualities if qualities is not None else {lv: q for lv in LEVELS},
-                                    codec.num_qualities)
-        group_map, coded_levels, flat = coded_analysis.group_map(*grid), LEVELS, False
-    else:
-        from sdc.task_coding import shape_regions
-
-        group_map = shape_regions(coded_analysis, preset).group_map(*grid)
-        qualities = preset.qualities(q, codec.num_qualities)
-        coded_levels, flat = preset.levels(), preset.background == "drop"
-        if not levels_with_cells(group_map) & set(OBJECT_LEVELS):
-            # Nothing found that the task needs: the analyzer may have missed it, so
-            # the whole image is coded rather than nothing.
-            qualities["other"], coded_levels, flat = max(qualities.values()), LEVELS, False
+    group_map, qualities, coded_levels, flat = _coding_plan(
+        coded_analysis, latent_shape(height, width), q, qualities, preset, codec.num_qualities)
     keep = tuple(lv for lv in coded_levels if lv in keep_levels)
     coded = codec.encode(rgb, group_map, qualities, levels=keep, flat_hyperprior=flat, **steps)
     t2 = time.perf_counter()
@@ -168,6 +155,25 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
     data = write_sdc(sdc)
     t3 = time.perf_counter()
     return EncodeResult(data, analysis, t3 - t0, {"analysis": t1 - t0, "codec": t2 - t1, "container": t3 - t2})
+
+
+def _coding_plan(analysis, grid: tuple[int, int], q: int | None, qualities: dict[str, int] | None, preset,
+                 num_qualities: int) -> tuple[np.ndarray, dict[str, int], tuple[str, ...], bool]:
+    """(region map, each level's quality, the levels coded, flat hyperprior) of a coded
+    picture: by hand (qualities, or q everywhere) without a preset, else as the preset says."""
+    if preset is None:
+        qualities = check_qualities(qualities if qualities is not None else {lv: q for lv in LEVELS}, num_qualities)
+        return analysis.group_map(*grid), qualities, LEVELS, False
+    from sdc.task_coding import shape_regions
+
+    group_map = shape_regions(analysis, preset).group_map(*grid)
+    qualities = preset.qualities(q, num_qualities)
+    coded_levels, flat = preset.levels(), preset.background == "drop"
+    if not levels_with_cells(group_map) & set(OBJECT_LEVELS):
+        # Nothing found that the task needs: the analyzer may have missed it, so
+        # the whole image is coded rather than nothing.
+        qualities["other"], coded_levels, flat = max(qualities.values()), LEVELS, False
+    return group_map, qualities, coded_levels, flat
 
 
 # A picture is coded smaller only if it keeps at least this many pixels on each side.
