@@ -111,20 +111,21 @@ def load_val_images(limit: int | None = None) -> dict:
 
 
 def run_sdc(images: dict, qualities: list[int], effort: int = 1) -> dict:
+    from sdc import api
     from sdc.analysis import Analysis
     from sdc.bitstream import read_sdc, write_sdc
-    from sdc.pipeline import decode_sdc, encode_image
 
     points: dict = {}
     t0 = time.perf_counter()
+    decoding = api.decode_settings()
     for name, info in images.items():
         rgb = info["rgb"]
         H, W = rgb.shape[:2]
-        analysis = Analysis(width=W, height=H, objects=[])
+        analysis = Analysis(width=W, height=H, objects=[])  # no objects: the whole image is "other"
         for q in qualities:
-            enc = encode_image(rgb, qualities={lv: q for lv in ("L1", "L2", "L3", "other")}, analysis=analysis,
-                               effort=effort)
-            dec = decode_sdc(enc.data)
+            settings = api.encode_settings(quality={lv: q for lv in ("L1", "L2", "L3", "other")}, effort=effort)
+            enc = api.encode_result(rgb, settings, regions=analysis)
+            dec = api.decode_result(enc.data, decoding)
             parsed = read_sdc(enc.data)
             assert set(np.unique(parsed.region_map)) == {3}, "region map must be all 'other'"
             no_meta = len(write_sdc(dataclasses.replace(parsed, metadata=None)))

@@ -3,7 +3,7 @@
     python benchmarks/train_step.py                 # 1 and 2 threads, 6 rounds (about 8 min)
     python benchmarks/train_step.py --rounds 3 --threads 2
 
-Measures the real training step (`sdc.training.train.training_step`: forward, rate-
+Measures the real training step (`sdc.training.optim.training_step`: forward, rate-
 distortion loss, backward, clipping, Adam, aux step) on the shipped weights'
 architecture, batch 4 of 256-pixel crops from the val images, for each
 combination of Adam's fused CPU kernel or its per-tensor loop and the forward
@@ -40,8 +40,9 @@ def measure(threads: int, rounds: int, steps: int, layout: bool) -> list[dict]:
     from common import VAL_DIR
     from sdc.training.network import SDCNet
     from sdc.models.weights import default_weights_dir
-    from sdc.training.train import (CompiledForward, adam, init_weights, load_images, parameter_groups, random_batch,
-                           random_quality_maps, training_step)
+    from sdc.training.data import load_images, random_batch, random_quality_maps
+    from sdc.training.optim import CompiledForward, adam, parameter_groups, training_step
+    from sdc.training.warm_start import init_weights
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -41,7 +41,7 @@ def float_network():
 
     from sdc.training.network import SDCNet
     from sdc.models.weights import default_weights_dir
-    from sdc.training.train import trained_tensors
+    from sdc.training.warm_start import trained_tensors
 
     folder = default_weights_dir()
     manifest = json.loads((folder / "manifest.json").read_text())

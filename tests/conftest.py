@@ -91,7 +91,7 @@ def float_net(tensors: dict, arch: dict, g_s_res=(), bypass: bool = False, g_a_r
     """The trainable SDCNet (eval mode) holding a weights file's float tensors, grown by
     g_s or g_a residual or pointwise blocks and/or a patch bypass (which start as no-ops)."""
     from sdc.training.network import SDCNet
-    from sdc.training.train import trained_tensors
+    from sdc.training.warm_start import trained_tensors
 
     net = SDCNet(arch["N"], arch["M"], num_qualities=tensors["log_gain"].shape[0], context_slices=arch["context_slices"],
                  g_s_res=g_s_res, bypass=bypass, g_a_res=g_a_res, g_s_pointwise=g_s_pointwise)

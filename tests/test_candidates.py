@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from conftest import REPO
 from sdc.training.export import write_training_start
 from sdc.training.network import SDCNet
-from sdc.training.train import ENTROPY_TABLE_KEYS, init_weights
+from sdc.training.warm_start import ENTROPY_TABLE_KEYS, init_weights
 
 @pytest.fixture(scope="module")
 def written_from_shipped(tmp_path_factory) -> Path:

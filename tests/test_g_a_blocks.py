@@ -29,7 +29,7 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
 
 def test_blocks_learn_at_the_fast_rate_and_only_known_positions_are_accepted():
     from sdc.training.network import SDCNet
-    from sdc.training.train import parameter_groups
+    from sdc.training.optim import parameter_groups
 
     net = SDCNet(16, 32, num_qualities=2, g_a_res=(5,), bypass=True)
     main, fast, _ = parameter_groups(net)

@@ -37,7 +37,7 @@ def test_extending_keeps_the_old_rows_and_follows_the_top_of_each_line():
 def test_init_from_a_shorter_ladder_adds_qualities(tmp_path):
     from safetensors.torch import save_file
 
-    from sdc.training.train import init_weights
+    from sdc.training.warm_start import init_weights
 
     src = SDCNet()
     with torch.no_grad():

@@ -30,7 +30,7 @@ def test_blocks_added_to_trained_weights_start_as_the_identity_and_receive_gradi
 
 def test_blocks_learn_at_the_fast_rate_of_parts_that_start_at_zero():
     from sdc.training.network import SDCNet
-    from sdc.training.train import parameter_groups
+    from sdc.training.optim import parameter_groups
 
     net = SDCNet(16, 32, num_qualities=2, g_s_res=(1, 3), bypass=True)
     main, fast, _ = parameter_groups(net)
@@ -160,7 +160,7 @@ def _trained_pointwise(tensors, arch, crops, g_s_res=(3,)):
 
 
 def test_a_pointwise_block_is_1x1_starts_as_the_identity_and_learns_fast(shipped_plain, crops):
-    from sdc.training.train import parameter_groups
+    from sdc.training.optim import parameter_groups
 
     tensors, manifest = shipped_plain
     arch = manifest["architecture"]

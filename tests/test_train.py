@@ -33,7 +33,7 @@ def _write_weights(folder, net, lambdas):
 
 
 def test_init_from_weights_of_another_ladder_remaps_the_gains(tmp_path):
-    from sdc.training.train import init_weights
+    from sdc.training.warm_start import init_weights
 
     src = SDCNet()
     old = [0.0016 * 1.7**k for k in range(len(LAMBDAS))]
@@ -139,7 +139,7 @@ def test_compile_failure_falls_back_to_eager_training(tmp_path, tiny_data, one_t
 def test_a_resumed_optimizer_keeps_the_fused_kernel():
     """Optimizer.load_state_dict restores the saved groups' options, so a checkpoint of a
     run from before fused Adam would silently turn it off again without keep_fused."""
-    from sdc.training.train import adam, keep_fused
+    from sdc.training.optim import adam, keep_fused
 
     w = torch.nn.Parameter(torch.ones(4))
     old = torch.optim.Adam([w], lr=1e-3)  # as runs before fused Adam saved it
@@ -166,7 +166,7 @@ def _fake_output(qmap_shape, seed=0):
 
 
 def test_quality_weights_scale_each_qualitys_distortion_and_bits():
-    from sdc.training.train import rd_loss
+    from sdc.training.objective import rd_loss
 
     x, out = _fake_output((2, 4, 4))
     qmap = torch.full((2, 4, 4), 2, dtype=torch.long)
@@ -190,7 +190,7 @@ def test_quality_weights_scale_each_qualitys_distortion_and_bits():
 
 
 def test_balanced_weights_even_out_the_qualities_losses():
-    from sdc.training.train import balanced_quality_weights
+    from sdc.training.objective import balanced_quality_weights
 
     lambdas = LAMBDAS[:3]
     val = {"q1": {"bpp": 0.1, "psnr": 24.0}, "q2": {"bpp": 0.3, "psnr": 28.0}, "q3": {"bpp": 0.9, "psnr": 32.0}}

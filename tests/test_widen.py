@@ -18,7 +18,7 @@ VAL = ["wiki_001.png", "wiki_016.png"]
 def shipped_state():
     from safetensors.torch import load_file
 
-    from sdc.training.train import trained_tensors
+    from sdc.training.warm_start import trained_tensors
 
     state = load_file(str(REPO / "weights" / "sdc.safetensors"))
     return trained_tensors(state)

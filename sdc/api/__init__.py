@@ -127,8 +127,8 @@ def encode_settings(*, quality: int | Mapping[str, int] | None = None, task: str
                     analysis_config: Mapping[str, Any] | None = None) -> EncodeSettings:
     """Check :func:`encode`'s arguments (same meanings) without touching an image or a file.
 
-    Raises UsageError on the first bad one. Checking the effort imports the
-    codec's refinement module (torch).
+    Raises UsageError on the first bad one; an effort of 2 or more without torch
+    installed is one (the refining encoder runs on torch).
     """
     from sdc.pipeline import refine_steps
 

@@ -26,8 +26,8 @@ from sdc.models.integer_hyper import ACT_BITS
 from sdc.models.weights import save_weights
 from sdc.training.network import PAD_MULTIPLE, SDCNet, latent_shape
 from sdc.training.quantize import quantize_channel_context, quantize_hyper_synthesis
-from sdc.training.train import (ENTROPY_TABLE_KEYS, IMAGE_SUFFIXES, init_weights, lineage_steps, manifest_beside,
-                       trained_tensors)
+from sdc.training.data import IMAGE_SUFFIXES
+from sdc.training.warm_start import ENTROPY_TABLE_KEYS, init_weights, lineage_steps, manifest_beside, trained_tensors
 
 
 def inference_tensors(net: SDCNet) -> dict[str, torch.Tensor]:
@@ -92,7 +92,7 @@ HALF_MIN_NUMEL = 4096
 
 def write_training_start(weights: Path, out: Path) -> None:
     """weights/candidates-style copy of exported weights, to resume training from (not to decode):
-    the tensors training starts from (:func:`sdc.training.train.trained_tensors`), large ones in float16,
+    the tensors training starts from (:func:`sdc.training.warm_start.trained_tensors`), large ones in float16,
     and the manifest with a ``candidate`` note saying so."""
     from safetensors.torch import load_file, save_file
 
@@ -109,14 +109,8 @@ def write_training_start(weights: Path, out: Path) -> None:
     print(f"wrote training start {out}/sdc.safetensors")
 
 
-def main(argv=None) -> None:
-    import sys
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["onnx"]:  # python -m sdc.training.export onnx: the ONNX transforms of exported weights
-        from sdc.training.export_onnx import main as export_onnx
-
-        return export_onnx(argv[1:])
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line of an export of weights (from a run, or --init as is) or of a training start."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", help="training run directory (uses its ckpt.pt)")
     p.add_argument("--init", help="or: a safetensors state dict to export as is")
@@ -130,45 +124,50 @@ def main(argv=None) -> None:
                    help="skip writing the ONNX transforms the default runtime needs (sdc then decodes with runtime='torch' only)")
     p.add_argument("--init-manifest", help="manifest of the weights the run started from, for its lineage (for "
                                            "checkpoints older than init_training whose --init file was replaced since)")
-    args = p.parse_args(argv)
-    torch.set_num_threads(2)
-    if args.training_start:
-        write_training_start(Path(args.training_start), Path(args.out))
-        return
+    return p.parse_args(argv)
 
-    training: dict = {}
-    if args.run:
-        ck = torch.load(Path(args.run) / "ckpt.pt", weights_only=True)
-        cfg = ck.get("config", {})
-        net = SDCNet.from_config(cfg)
-        net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
-        lambdas = cfg.get("lambdas") or net.lambdas
-        training = {
-            "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
-            "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
-            "crop_seed": cfg.get("seed", 0),
-        }
-        if cfg.get("quality_balance"):  # the loss each quality's samples were weighted by (sdc.training.train --quality-balance)
-            training["quality_balance"] = cfg["quality_balance"]
-            training["quality_weights"] = [round(w, 4) for w in cfg["quality_weights"]]
-        if args.init_manifest:
-            before = json.loads(Path(args.init_manifest).read_text()).get("training")
-        elif cfg.get("init_training") is not None:
-            before = cfg["init_training"]
-        else:  # checkpoints before init_training: the manifest beside --init now (right unless it was replaced)
-            before = manifest_beside(cfg["init"]).get("training") if cfg.get("init") else None
-        training.update(lineage(before, training["steps"], training["cpu_hours"]))
-        log = Path(args.run) / "log.jsonl"
-        if log.exists():
-            training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]
-    else:
-        net = SDCNet.from_config(manifest_beside(args.init).get("architecture", {}))
-        init_weights(net, args.init)
-        lambdas = net.lambdas
-        training = {"steps": 0, "initialised_from": args.init}
-    net.eval()
-    tensors = inference_tensors(net)
-    manifest = {
+
+def load_run(run: Path, init_manifest: str | None) -> tuple[SDCNet, list[float], dict]:
+    """A run's network from its checkpoint, its λs and its training record: the run's own steps,
+    CPU hours and settings, with the lineage of the weights it started from."""
+    ck = torch.load(run / "ckpt.pt", weights_only=True)
+    cfg = ck.get("config", {})
+    net = SDCNet.from_config(cfg)
+    net.load_state_dict({k: v for k, v in ck["model"].items() if not k.endswith(ENTROPY_TABLE_KEYS)}, strict=False)
+    lambdas = cfg.get("lambdas") or net.lambdas
+    training = {
+        "steps": ck["step"], "cpu_hours": round(ck.get("cpu_seconds", 0) / 3600, 2),
+        "crop": cfg.get("crop"), "batch": cfg.get("batch"), "initialised_from": cfg.get("init"),
+        "crop_seed": cfg.get("seed", 0),
+    }
+    if cfg.get("quality_balance"):  # the loss each quality's samples were weighted by (sdc.training.train --quality-balance)
+        training["quality_balance"] = cfg["quality_balance"]
+        training["quality_weights"] = [round(w, 4) for w in cfg["quality_weights"]]
+    if init_manifest:
+        before = json.loads(Path(init_manifest).read_text()).get("training")
+    elif cfg.get("init_training") is not None:
+        before = cfg["init_training"]
+    else:  # checkpoints before init_training: the manifest beside --init now (right unless it was replaced)
+        before = manifest_beside(cfg["init"]).get("training") if cfg.get("init") else None
+    training.update(lineage(before, training["steps"], training["cpu_hours"]))
+    log = run / "log.jsonl"
+    if log.exists():
+        training["log_tail"] = [json.loads(l) for l in log.read_text().splitlines()[-3:]]
+    return net, lambdas, training
+
+
+def load_init(init: str) -> tuple[SDCNet, list[float], dict]:
+    """A weights file's network (the architecture its manifest declares), its λs and a training
+    record of no steps."""
+    net = SDCNet.from_config(manifest_beside(init).get("architecture", {}))
+    init_weights(net, init)
+    return net, net.lambdas, {"steps": 0, "initialised_from": init}
+
+
+def weights_manifest(net: SDCNet, lambdas, training: dict, notes: str) -> dict:
+    """The manifest of exported weights, before validation and hashing: the architecture the
+    decoder builds, and the training record with the data and loss it was trained on."""
+    return {
         "format": "sdc-weights", "format_version": 1,
         "architecture": {"name": "SDCNet", "N": net.N, "M": net.M, "num_qualities": net.num_qualities,
                          "lambdas": [round(l, 8) for l in lambdas], "latent_stride": 16, "pad_multiple": PAD_MULTIPLE,
@@ -181,9 +180,31 @@ def main(argv=None) -> None:
         "training": dict(training, data="../shared/data/train (719 photos: BSDS500, Sun-Hays 80, Urban100 x0.5, Wikimedia)",
                          loss="lambda*255^2*MSE + bpp, per-pixel lambda from a per-position quality map",
                          warm_start_note="g_a/g_s/h_a/h_s/entropy bottleneck initialised from shared/pretrained/msh_64_96_l0.013_9k (compressai MeanScaleHyperprior(64,96), 9.25k steps)"),
-        "notes": args.notes,
+        "notes": notes,
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def main(argv=None) -> None:
+    """Export a run's checkpoint (or --init weights) as weights with a manifest validated on
+    real bitstreams, plus the runtime's ONNX transforms; or write a training start."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["onnx"]:  # python -m sdc.training.export onnx: the ONNX transforms of exported weights
+        from sdc.training.export_onnx import main as export_onnx
+
+        return export_onnx(argv[1:])
+    args = parse_args(argv)
+    torch.set_num_threads(2)
+    if args.training_start:
+        write_training_start(Path(args.training_start), Path(args.out))
+        return
+
+    net, lambdas, training = load_run(Path(args.run), args.init_manifest) if args.run else load_init(args.init)
+    net.eval()
+    tensors = inference_tensors(net)
+    manifest = weights_manifest(net, lambdas, training, args.notes)
     codec = SDCCodec(tensors=tensors, manifest=manifest)
     t = time.time()
     manifest["validation"] = {"data": args.val, "metric": "real bitstream bpp (hyperprior+groups) / PSNR-RGB, full images",
