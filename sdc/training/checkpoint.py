@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdc.training.layers import BLOCK_KEYS
+from sdc.models.architecture import BLOCK_KEYS, Architecture
 from sdc.training.network import SDCNet
 from sdc.training.optim import Optimizers, keep_fused
 from sdc.training.warm_start import ENTROPY_TABLE_KEYS
@@ -42,25 +42,24 @@ def check_checkpoint_matches(ck: dict, args, net: SDCNet, ckpt_path: Path) -> No
     """Stop unless the requested network is the checkpoint's: a run resumes in place, so other
     λs, context slices, blocks, bypass or widths go through export and a new run with --init,
     which carries the weights over (:func:`sdc.training.warm_start.init_weights`)."""
-    config = ck.get("config", {})
-    run_lambdas = config.get("lambdas")
+    run = Architecture.from_dict(ck.get("config", {}))
+    run_lambdas = run.lambdas
     if run_lambdas and (len(run_lambdas) != len(net.lambdas) or not np.allclose(run_lambdas, net.lambdas, rtol=1e-4)):
         raise SystemExit(f"{ckpt_path} was trained with other λs ({len(run_lambdas)} qualities, "
                          f"{run_lambdas[0]:g}..{run_lambdas[-1]:g}); export it and start a new run with --init "
                          "to carry its gains over")
-    run_slices = config.get("context_slices", 0)
-    if run_slices not in (0, args.context_slices):
-        raise SystemExit(f"{ckpt_path} has a {run_slices}-slice context; resume with --context-slices {run_slices}")
+    if run.context_slices not in (0, args.context_slices):
+        raise SystemExit(f"{ckpt_path} has a {run.context_slices}-slice context; resume with --context-slices "
+                         f"{run.context_slices}")
     for key, (transform, kind) in BLOCK_KEYS.items():
-        run_res = tuple(config.get(key, ()))
+        run_res = getattr(run, key)
         if run_res != getattr(args, key):
             raise SystemExit(f"{ckpt_path} has {transform} {kind} blocks after {list(run_res) or 'none'}; resume "
                              f"without --{key.replace('_', '-')} (or start a new run with --init to add blocks)")
-    if bool(config.get("bypass", False)) != args.bypass:
+    if run.bypass != args.bypass:
         raise SystemExit(f"{ckpt_path} {'has a' if args.bypass is False else 'has no'} patch bypass; resume without "
                          "--bypass/--no-bypass (or start a new run with --init to add one)")
-    run_widths = {key: config.get(key, getattr(args, key)) for key in ("N", "M")}
-    run_widths["g_s_width"] = config.get("g_s_width") or run_widths["N"]
+    run_widths = {"N": run.N, "M": run.M, "g_s_width": run.g_s_width or run.N}
     if run_widths != {"N": args.N, "M": args.M, "g_s_width": args.g_s_width}:
         raise SystemExit(f"{ckpt_path} is an N={run_widths['N']}, M={run_widths['M']} network with a g_s "
                          f"{run_widths['g_s_width']} wide; resume with --N {run_widths['N']} --M {run_widths['M']} "

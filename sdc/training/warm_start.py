@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sdc.models.weights import declared_num_qualities
-from sdc.training.layers import BLOCK_KEYS, g_s_width_in, has_bypass, undeclared_blocks
+from sdc.models.architecture import BLOCK_KEYS, Architecture
+from sdc.training.layers import g_s_width_in, has_bypass, undeclared_blocks
 from sdc.training.network import DEFAULT_NUM_QUALITIES, SDCNet, extend_log_gains, remap_log_gains
 
 ENTROPY_TABLE_KEYS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
@@ -38,16 +38,9 @@ def lineage_steps(training: dict | None) -> int:
     return int(training.get("lineage_steps", training.get("steps", 0))) if training else 0
 
 
-def _manifest_architecture(path: str) -> dict:
-    return manifest_beside(path).get("architecture", {})
-
-
-def manifest_lambdas(path: str) -> list[float] | None:
-    return _manifest_architecture(path).get("lambdas")
-
-
-def manifest_context_slices(path: str) -> int:
-    return int(_manifest_architecture(path).get("context_slices", 0))
+def manifest_architecture(path: str) -> Architecture:
+    """The architecture the manifest beside a weights file declares."""
+    return Architecture.from_dict(manifest_beside(path).get("architecture", {}))
 
 
 def trained_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -57,26 +50,26 @@ def trained_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def resolve_architecture(args, ckpt: dict | None) -> None:
-    """Fill --N/--M/--context-slices/--num-qualities left unset: from the run's checkpoint,
-    else from the manifest beside --init, else DEFAULT_ARCH (so resuming needs no flags)."""
+    """Fill --N/--M/--context-slices/--num-qualities and the other architecture options left
+    unset: from the run's checkpoint, else from the manifest beside --init (both read as
+    :class:`Architecture` reads them, so resuming needs no flags), else DEFAULT_ARCH (a new
+    network from scratch)."""
     if ckpt is not None:
-        known = dict(ckpt.get("config", {}))
+        known = Architecture.from_dict(ckpt.get("config", {}))
     elif args.init:
-        known = dict(_manifest_architecture(args.init))
+        known = manifest_architecture(args.init)
     else:
-        known = {}
-    if declared_num_qualities(known):
-        known["num_qualities"] = declared_num_qualities(known)
+        known = None
     for key in DEFAULT_ARCH:
         if getattr(args, key) is None:
-            setattr(args, key, int(known.get(key, DEFAULT_ARCH[key])))
+            setattr(args, key, int(getattr(known, key) if known else DEFAULT_ARCH[key]))
     for key in BLOCK_KEYS:
         if getattr(args, key) is None:
-            setattr(args, key, tuple(known.get(key, ())))
+            setattr(args, key, getattr(known, key) if known else ())
     if args.bypass is None:
-        args.bypass = bool(known.get("bypass", False))
+        args.bypass = known.bypass if known else False
     if args.g_s_width is None:
-        args.g_s_width = int(known.get("g_s_width") or args.N)
+        args.g_s_width = int((known.g_s_width if known else None) or args.N)
 
 
 def init_weights(net: SDCNet, path: str, sample: torch.Tensor | None = None) -> None:
@@ -99,7 +92,7 @@ def carry_gains(state: dict[str, torch.Tensor], path: str, net: SDCNet) -> None:
     """Fit the file's gain vectors (in `state`, in place) to net's λ ladder, so each quality the
     file and the network share keeps what it learnt: the top ones dropped, new ones on top
     extrapolated, or all remapped by λ when the ladders differ otherwise."""
-    old_lambdas = manifest_lambdas(path) or list(net.lambdas[: state["log_gain"].shape[0]])
+    old_lambdas = list(manifest_architecture(path).lambdas) or list(net.lambdas[: state["log_gain"].shape[0]])
     new_lambdas = list(net.lambdas)
     if len(old_lambdas) != state["log_gain"].shape[0]:
         raise SystemExit(f"{path} has {state['log_gain'].shape[0]} gain vectors but its manifest lists "
@@ -135,7 +128,7 @@ def widen_to_network(state: dict[str, torch.Tensor], path: str, net: SDCNet,
         from sdc.training.widen import widen_state
 
         try:
-            state = widen_state(state, net.N, file_M, net.M, manifest_context_slices(path), net.context_slices, sample)
+            state = widen_state(state, net.N, file_M, net.M, manifest_architecture(path).context_slices, net.context_slices, sample)
         except ValueError as exc:
             raise SystemExit(f"cannot widen {path}: {exc}") from None
         print(f"latent widened from {file_M} to {net.M} channels ({net.context_slices}-slice context)", flush=True)
