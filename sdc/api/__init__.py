@@ -87,7 +87,15 @@ class EncodeSettings:
 
 
 def check_analyzer(analyzer: str) -> None:
-    """UsageError unless `analyzer` names one of :data:`sdc.analysis.ANALYZERS`."""
+    """UsageError unless `analyzer` names one of :data:`sdc.analysis.ANALYZERS`.
+
+    >>> from sdc import api
+    >>> api.check_analyzer("offline")
+    >>> api.check_analyzer("yolo9000")
+    Traceback (most recent call last):
+    ...
+    sdc.errors.UsageError: unknown analyzer 'yolo9000': expected one of auto, offline, ...
+    """
     from sdc.analysis import ANALYZERS
 
     if analyzer not in ANALYZERS:
@@ -129,6 +137,16 @@ def encode_settings(*, quality: int | Mapping[str, int] | None = None, task: str
 
     Raises UsageError on the first bad one; an effort of 2 or more without torch
     installed is one (the refining encoder runs on torch).
+
+    >>> from sdc import api
+    >>> api.encode_settings(quality=3, task="object detection").kwargs()["q"]
+    3
+    >>> api.encode_settings(quality={"L1": 7, "other": 2}).kwargs()["qualities"]["other"]
+    2
+    >>> api.encode_settings(quality=99)
+    Traceback (most recent call last):
+    ...
+    sdc.errors.UsageError: quality 99 is out of range: this codec has qualities 1..8
     """
     from sdc.pipeline import refine_steps
 
@@ -150,6 +168,13 @@ def encode_result(image: ImageSource, settings: EncodeSettings, *, regions: Any 
     the parsed JSON of an analysis or of COCO annotations, or the path of such a
     file. `file_name` picks the image's entry in a COCO file (default: the
     name of `image` when it is a path).
+
+    >>> import numpy as np
+    >>> from sdc import api
+    >>> result = api.encode_result(np.zeros((64, 96, 3), np.uint8), api.encode_settings(quality=2),
+    ...                            regions={"width": 96, "height": 64, "objects": []})
+    >>> result.data[:4], sorted(result.timings)
+    (b'\\x89SDC', ['analysis', 'codec', 'container'])
     """
     from sdc import pipeline
 
@@ -207,7 +232,16 @@ def encode(image: ImageSource, *, quality: int | Mapping[str, int] | None = None
 
 # ---------------------------------------------------------------- decoding
 def decode_settings(*, levels: Levels = None, composer: str | None = None) -> dict:
-    """Check :func:`decode`'s arguments; the keyword arguments of :func:`sdc.pipeline.decode_sdc`."""
+    """Check :func:`decode`'s arguments; the keyword arguments of :func:`sdc.pipeline.decode_sdc`.
+
+    >>> from sdc import api
+    >>> api.decode_settings(levels="L2,L1")
+    {'levels': ('L1', 'L2'), 'composer': None}
+    >>> api.decode_settings(composer="paint")
+    Traceback (most recent call last):
+    ...
+    sdc.errors.UsageError: unknown composer 'paint': expected one of ...
+    """
     keep = level_names(levels)
     if composer is not None:
         from sdc.compose import COMPOSERS
@@ -223,6 +257,14 @@ def decode_result(data: SdcSource, settings: dict | None = None, *,
     :class:`sdc.pipeline.DecodeResult` (pixels, decoded and missing levels, the parsed file).
 
     The header is checked (magic, size against `max_pixels`) before any model loads.
+
+    >>> import numpy as np, sdc
+    >>> from sdc import api
+    >>> data = sdc.encode(np.zeros((64, 96, 3), np.uint8), quality=2,
+    ...                   regions={"width": 96, "height": 64, "objects": []})
+    >>> result = api.decode_result(data, api.decode_settings(levels="L1"))
+    >>> result.rgb.shape, result.decoded_levels, result.missing_levels
+    ((64, 96, 3), (), ())
     """
     from sdc.bitstream import read_header
 

@@ -27,7 +27,16 @@ Levels = Union[str, Iterable[str], None]
 
 
 def read_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a file; a missing or unreadable file is a BadInputError naming it."""
+    """The bytes of a file; a missing or unreadable file is a BadInputError naming it.
+
+    >>> from sdc import api
+    >>> api.read_file("samples/astronaut.png")[:4]
+    b'\\x89PNG'
+    >>> api.read_file("samples/nothing.png")
+    Traceback (most recent call last):
+    ...
+    sdc.errors.BadInputError: samples/nothing.png: no such file
+    """
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
@@ -42,7 +51,17 @@ def read_file(path: str | os.PathLike) -> bytes:
 
 def refuse_sdc(head: bytes, label: str) -> None:
     """Raise BadInputError if `head` (a file's first 8 bytes or more) starts an .sdc file:
-    such a file is to be decoded, not encoded again."""
+    such a file is to be decoded, not encoded again.
+
+    >>> import numpy as np, sdc
+    >>> from sdc import api
+    >>> api.refuse_sdc(b"\\x89PNG\\r\\n\\x1a\\n", "a.png")
+    >>> api.refuse_sdc(sdc.encode(np.zeros((64, 64, 3), np.uint8), regions={"width": 64, "height": 64,
+    ...                                                                     "objects": []}), "a.sdc")
+    Traceback (most recent call last):
+    ...
+    sdc.errors.BadInputError: a.sdc: is already an .sdc file (use 'sdc decode')
+    """
     from sdc.bitstream import is_sdc
 
     if is_sdc(head[:8]):
@@ -53,6 +72,15 @@ def read_image(data: bytes, label: str, max_pixels: int | None = DEFAULT_MAX_PIX
     """An image file's bytes (PNG, JPEG, WebP, ...) -> an RGB PIL image, EXIF orientation applied.
 
     The size is checked against `max_pixels` before the pixels are decoded.
+
+    >>> from sdc import api
+    >>> data = api.read_file("samples/astronaut.png")
+    >>> api.read_image(data, "astronaut.png").size
+    (512, 512)
+    >>> api.read_image(data, "astronaut.png", max_pixels=1000)
+    Traceback (most recent call last):
+    ...
+    sdc.errors.BadInputError: astronaut.png: image is 512x512 = 262144 pixels, over the limit of 1000 (--max-pixels)
     """
     import io
 
@@ -104,6 +132,18 @@ def read_regions(path: str | os.PathLike, what: str = "regions") -> Any:
     """The parsed JSON of a regions file (`sdc analyze` output or COCO-style annotations).
 
     `what` starts the error messages (the CLI passes its option's name).
+
+    >>> import json, tempfile, os
+    >>> from sdc import api
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.json")
+    >>> _ = open(path, "w").write(json.dumps({"width": 64, "height": 64, "objects": []}))
+    >>> api.read_regions(path)["objects"]
+    []
+    >>> _ = open(path, "w").write("{not json")
+    >>> api.read_regions(path, what="--regions")
+    Traceback (most recent call last):
+    ...
+    sdc.errors.BadInputError: --regions ...: not JSON (...)
     """
     import json
 

@@ -105,5 +105,15 @@ def open(source: SdcSource, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> S
     """Read an .sdc file (a path, or its bytes) into an :class:`SdcImage`; no model is loaded.
 
     A damaged or foreign file raises :class:`~sdc.errors.FormatError`.
+
+    >>> import sdc
+    >>> data = sdc.encode("samples/astronaut.png", quality=3, task="object detection")
+    >>> img = sdc.open(data)
+    >>> img.size, img.coded_size, img.levels
+    ((512, 512), (256, 256), ('L1', 'L2'))
+    >>> sdc.open(b"not an sdc file")
+    Traceback (most recent call last):
+    ...
+    sdc.errors.FormatError: not an sdc file ...
     """
     return SdcImage(sdc_bytes(source), max_pixels=max_pixels)
