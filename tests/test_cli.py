@@ -380,7 +380,7 @@ def test_refuses_binary_to_terminal(monkeypatch):
     (["encode", "a.png", "--levels", "L1,L7"], "unknown level"),
     (["decode", "x.sdc", "--levels", "nope"], "unknown level"),
     (["encode", "a.png", "--bogus"], "No such option"),
-    (["encode"], "Missing argument"),
+    (["encode"], "no inputs: name files, or list them with --from-list"),
     (["frobnicate"], "No such command"),
     (["truncate", "x.sdc", "--levels", "L1"], "-o OUT"),
     (["truncate", "x.sdc", "-o", "y.sdc"], "--levels"),

@@ -1,67 +1,60 @@
 """`sdc analyze`: run the analyzer only; its JSON is what `sdc encode --regions` reads."""
 from __future__ import annotations
 
-import time
-
 import click
 
 from sdc.errors import UsageError
 
-from .io import STDIO, image_bytes, label_of, plan_outputs, read_input, write_output
-from .options import analysis_config, analyzer_option, force_option, lmm_options, max_pixels_option
-from .report import warn
+from .io import STDIO, gather_inputs, plan_outputs, plan_tasks
+from .options import analysis_config, analyzer_option, batch_options, force_option, lmm_options, max_pixels_option
+from .report import run_batch, warn
 
 
 @click.command("analyze")
-@click.argument("input", metavar="IN")
-@click.option("-o", "--output", metavar="FILE",
-              help="Write the analysis JSON here (default: stdout); 'sdc encode --regions' reads it.")
+@click.argument("inputs", nargs=-1, metavar="IN...")
+@click.option("-o", "--output", metavar="OUT",
+              help="Write the analysis JSON here: a file, or a directory (ending in '/') for many inputs. "
+                   "Default: stdout for one input, IN with the suffix .json for several. "
+                   "'sdc encode --regions' reads it.")
 @analyzer_option
 @click.option("--task", metavar="TEXT", help="What the image is for; steers which objects matter.")
 @lmm_options
-@click.option("--draw", metavar="IMAGE", help="Also write the image with the regions drawn on it.")
+@click.option("--draw", metavar="IMAGE", help="Also write the image with the regions drawn on it (one input).")
 @force_option
+@batch_options
 @max_pixels_option
-def command(input, output, analyzer, task, lmm_url, lmm_model, draw, force, max_pixels):
-    """Analyse an image only: objects, masks, levels and captions as JSON.
+def command(inputs, output, analyzer, task, lmm_url, lmm_model, draw, force, jobs, skip_existing, from_list,
+            max_pixels):
+    """Analyse images only: objects, masks, levels and captions as JSON.
 
     \b
     Examples:
       sdc analyze photo.png --draw regions.png > photo.json
       sdc analyze photo.png --task "count the cars" -o cars.json
       sdc encode photo.png --regions cars.json --task "count the cars"
+      sdc analyze photos/*.jpg -o analyses/ -j 2
     """
-    import json
-
     from sdc import api
 
     api.check_analyzer(analyzer)
-    (dst,) = plan_outputs((input,), output if output is not None else STDIO, ".json", force, binary=False)
+    inputs = gather_inputs(inputs, from_list, jobs)
+    if output is None and len(inputs) == 1:
+        output = STDIO
+    outs = plan_outputs(inputs, output, ".json", force, binary=False, skip_existing=skip_existing)
+    draw_dst = None
     if draw is not None:
-        (draw_dst,) = plan_outputs((input,), draw, ".png", force)
+        if len(inputs) > 1:
+            raise UsageError("--draw takes a single input")
+        (draw_dst,) = plan_outputs(inputs, draw, ".png", force)
         if draw_dst == STDIO:
             raise UsageError("--draw needs a file name")
-    label = label_of(input)
-    image = api.read_image(read_input(input), label, max_pixels)
-    from sdc.analysis import analyze as run_analysis
-
-    t0 = time.perf_counter()
-    result = run_analysis(image, analyzer=analyzer, task=task, config=analysis_config(lmm_url, lmm_model))
-    seconds = time.perf_counter() - t0
-    for w in result.warnings:
-        warn(f"{label}: {w}")
-    text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
-    if dst == STDIO:
-        click.echo(text, nl=False)
-    else:
-        write_output(dst, text.encode("utf-8"), force)
-    if draw is not None:
-        import numpy as np
-
-        write_output(draw_dst, image_bytes(np.asarray(result.draw(image)), draw_dst), force)
-    levels: dict[str, int] = {}
-    for o in result.objects:
-        levels[o.level] = levels.get(o.level, 0) + 1
-    summary = ", ".join(f"{n} {lv}" for lv, n in sorted(levels.items())) or "no objects"
-    click.echo(f"{label}: analyzer {result.analyzer}: {summary} ({seconds:.2f} s)", err=True)
-    return 0
+    options = {"analyzer": analyzer, "task": task, "config": analysis_config(lmm_url, lmm_model),
+               "draw": draw_dst, "force": force, "max_pixels": max_pixels}
+    planned, skipped = plan_tasks("analyze", inputs, outs, {}, options, jobs)
+    if skipped:
+        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
+    rows, worst = run_batch("analysing", planned, jobs)
+    for row in rows:
+        summary = ", ".join(f"{n} {lv}" for lv, n in sorted(row["levels"].items())) or "no objects"
+        click.echo(f"{row['file']}: analyzer {row['analyzer']}: {summary} ({row['seconds']:.2f} s)", err=True)
+    return worst

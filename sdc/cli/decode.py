@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import click
 
-from .io import STDIO, image_bytes, plan_outputs, read_input, refuse_non_sdc, sniff, write_output
-from .options import force_option, max_pixels_option, parse_level_option, quiet_option
+from .io import gather_inputs, plan_outputs, plan_tasks, refuse_non_sdc, sniff
+from .options import batch_options, force_option, max_pixels_option, parse_level_option, quiet_option
 from .report import console, escape_names, fmt_bytes, run_batch, warn
 
 
 @click.command("decode")
-@click.argument("inputs", nargs=-1, required=True, metavar="IN...")
+@click.argument("inputs", nargs=-1, metavar="IN...")
 @click.option("-o", "--output", metavar="OUT",
               help="Output image, directory (ending in '/') for many inputs, or '-' for PNG on "
                    "stdout. Default: IN with the suffix .png (stdout for stdin).")
@@ -23,9 +23,10 @@ from .report import console, escape_names, fmt_bytes, run_batch, warn
 @click.option("--composer", metavar="NAME", default=None,
               help="How to fill the regions of missing levels: none, smooth, diffusion or auto.")
 @force_option
+@batch_options
 @quiet_option
 @max_pixels_option
-def command(inputs, output, levels_spec, composer, force, quiet, max_pixels):
+def command(inputs, output, levels_spec, composer, force, jobs, skip_existing, from_list, quiet, max_pixels):
     """Decode .sdc files (or prefixes of them) into images.
 
     \b
@@ -34,33 +35,20 @@ def command(inputs, output, levels_spec, composer, force, quiet, max_pixels):
       sdc decode photo.sdc --levels L1 --composer smooth -o photo_L1.jpg
       sdc decode in/*.sdc -o out/
       head -c 3000 photo.sdc | sdc decode - -o partial.png
+      sdc decode --from-list files.txt -o png/ -j 2 --skip-existing
     """
     from sdc import api
 
     levels = parse_level_option(levels_spec, "--levels")
     settings = api.decode_settings(levels=levels, composer=composer)
+    inputs = gather_inputs(inputs, from_list, jobs)
     rejected = sniff(inputs, refuse_non_sdc)
-    outs = plan_outputs(inputs, output, ".png", force, skip=rejected)
-
-    def one(src: str, dst: str, label: str) -> dict:
-        data = read_input(src)
-        result = api.decode_result(data, settings, max_pixels=max_pixels)
-        write_output(dst, image_bytes(result.rgb, dst), force)
-        missing = tuple(result.missing_levels)
-        if missing:
-            warn(f"{label}: levels {', '.join(missing)} missing from the file "
-                 f"(truncated or dropped); decoded {', '.join(result.decoded_levels) or 'none'}")
-        height, width = result.rgb.shape[:2]  # the display size when the file has one
-        return {
-            "file": label, "output": "<stdout>" if dst == STDIO else dst,
-            "size": len(data), "bpp": 8 * len(data) / (width * height),
-            "size_px": f"{width}x{height}",
-            "decoded": ",".join(result.decoded_levels) or "none",
-            "missing": ",".join(missing) or "-",
-            "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
-        }
-
-    rows, worst = run_batch("decoding", inputs, outs, one, rejected)
+    outs = plan_outputs(inputs, output, ".png", force, skip=rejected, skip_existing=skip_existing)
+    options = {"settings": settings, "force": force, "max_pixels": max_pixels}
+    planned, skipped = plan_tasks("decode", inputs, outs, rejected, options, jobs)
+    if skipped:
+        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
+    rows, worst = run_batch("decoding", planned, jobs)
     if rows and not quiet:
         _table(console(stderr=True), rows)
     return worst

@@ -6,14 +6,12 @@ then every output is planned; only then is any image read or file written.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from sdc.levels import DEFAULT_QUALITY, LEVELS
 
-from .io import STDIO, plan_outputs, read_input, sniff, write_output
-from .options import (analysis_config, analyzer_option, force_option, lmm_options, max_pixels_option,
+from .io import gather_inputs, plan_outputs, plan_tasks, sniff
+from .options import (analysis_config, analyzer_option, batch_options, force_option, lmm_options, max_pixels_option,
                       parse_level_option, parse_quality_options, quiet_option)
 from .report import console, escape_names, fmt_bytes, run_batch, warn
 
@@ -25,7 +23,7 @@ EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is
 
 
 @click.command("encode")
-@click.argument("inputs", nargs=-1, required=True, metavar="IN...")
+@click.argument("inputs", nargs=-1, metavar="IN...")
 @click.option("-o", "--output", metavar="OUT",
               help="Output file, directory (ending in '/') for many inputs, or '-' for stdout. "
                    "Default: IN with the suffix .sdc (stdout for stdin).")
@@ -48,10 +46,11 @@ EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is
 @click.option("--no-meta", is_flag=True, help="Leave the semantic metadata out of the file.")
 @click.option("-e", "--effort", type=int, default=1, show_default=True, metavar="1..4", help=EFFORT_HELP)
 @force_option
+@batch_options
 @quiet_option
 @max_pixels_option
 def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task, lmm_url, lmm_model, no_meta,
-            effort, force, quiet, max_pixels):
+            effort, force, jobs, skip_existing, from_list, quiet, max_pixels):
     """Encode images (PNG, JPEG, ...) into .sdc files.
 
     \b
@@ -60,6 +59,7 @@ def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, tas
       sdc encode a.png b.png -o out/ -q 3 --task "object detection"
       sdc encode photo.png --quality L1=7,other=2 -o photo.sdc
       sdc analyze photo.png -o r.json && sdc encode photo.png --regions r.json
+      find photos -name '*.jpg' | sdc encode --from-list - -o out/ -j 2 --skip-existing
     """
     from sdc import api
 
@@ -68,38 +68,17 @@ def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, tas
     settings = api.encode_settings(quality=quality, task=task, levels=keep, analyzer=analyzer, effort=effort,
                                    metadata=not no_meta, analysis_config=analysis_config(lmm_url, lmm_model))
     regions_json = None if regions is None else api.read_regions(regions, what="--regions")
+    inputs = gather_inputs(inputs, from_list, jobs)
     rejected = sniff(inputs, api.refuse_sdc)
-    outs = plan_outputs(inputs, output, ".sdc", force, skip=rejected)
-
-    def one(src: str, dst: str, label: str) -> dict:
-        image = api.read_image(read_input(src), label, max_pixels)
-        result = api.encode_result(image, settings, regions=regions_json, max_pixels=max_pixels,
-                                   file_name=None if src == STDIO else Path(src).name)
-        write_output(dst, result.data, force)
-        return _row(label, dst, result, regions is not None)
-
-    rows, worst = run_batch("encoding", inputs, outs, one, rejected)
+    outs = plan_outputs(inputs, output, ".sdc", force, skip=rejected, skip_existing=skip_existing)
+    options = {"settings": settings, "regions": regions_json, "force": force, "max_pixels": max_pixels}
+    planned, skipped = plan_tasks("encode", inputs, outs, rejected, options, jobs)
+    if skipped:
+        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
+    rows, worst = run_batch("encoding", planned, jobs)
     if rows and not quiet:
         _table(console(stderr=True), rows)
     return worst
-
-
-def _row(label: str, dst: str, result, from_regions: bool) -> dict:
-    """The summary-table row of one encoded file; prints the analysis' warnings."""
-    from sdc.bitstream import describe_sdc
-
-    info = describe_sdc(result.data, max_pixels=None)
-    used = result.analysis
-    for w in getattr(used, "warnings", None) or ():
-        warn(f"{label}: {w}")
-    return {
-        "file": label, "output": "<stdout>" if dst == STDIO else dst,
-        "size": len(result.data), "bpp": info["bpp"],
-        "levels": {lv: info["levels"][lv].get("bytes") for lv in LEVELS},
-        "seconds": float(getattr(result, "seconds", 0.0) or 0.0),
-        "analyzer": getattr(used, "analyzer", None) or ("regions file" if from_regions else "-"),
-        "objects": len(getattr(used, "objects", None) or ()),
-    }
 
 
 def _table(con, rows: list[dict]) -> None:

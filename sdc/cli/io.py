@@ -94,9 +94,10 @@ def _output_names(inputs: Sequence[str], output: str | None, ext: str) -> list[s
 
 
 def plan_outputs(inputs: Sequence[str], output: str | None, ext: str, force: bool, binary: bool = True,
-                 skip: Collection[str] = ()) -> list[str | None]:
-    """Output path (or '-') for every input, None for those in `skip`; checks every output
-    (collisions, own input, existing files) before any work starts."""
+                 skip: Collection[str] = (), skip_existing: bool = False) -> list[str | None]:
+    """Output path (or '-') for every input, None for those in `skip` and, with
+    `skip_existing`, for those whose output already exists (a batch resumed); checks
+    every output (collisions, own input, existing files) before any work starts."""
     if list(inputs).count(STDIO) > 1:
         raise UsageError("'-' (stdin) can be given only once")
     if output == STDIO and len(inputs) > 1:
@@ -106,7 +107,7 @@ def plan_outputs(inputs: Sequence[str], output: str | None, ext: str, force: boo
     outs: list[str | None] = [None if src in skip else dst
                               for src, dst in zip(inputs, _output_names(inputs, output, ext))]
     seen: dict[str, str] = {}
-    for src, dst in zip(inputs, outs):
+    for i, (src, dst) in enumerate(zip(inputs, outs)):
         if dst is None or dst == STDIO:
             continue
         key = os.path.abspath(dst)
@@ -118,7 +119,10 @@ def plan_outputs(inputs: Sequence[str], output: str | None, ext: str, force: boo
         if os.path.isdir(dst):
             raise UsageError(f"{dst} is a directory")
         if os.path.exists(dst) and not force:
-            raise UsageError(f"{dst} exists (use --force to overwrite)")
+            if skip_existing:
+                outs[i] = None
+                continue
+            raise UsageError(f"{dst} exists (use --force to overwrite, or --skip-existing)")
     if binary and STDIO in outs and sys.stdout is not None and sys.stdout.isatty():
         raise UsageError("refusing to write binary data to the terminal: use -o FILE or redirect stdout")
     return outs
@@ -184,3 +188,54 @@ def image_bytes(rgb, dst: str) -> bytes:
     options = {"compress_level": 3} if fmt == "PNG" else {}
     Image.fromarray(rgb).save(buf, format=fmt, **options)
     return buf.getvalue()
+
+
+def read_input_list(path: str) -> list[str]:
+    """The input paths listed in a file (or on stdin for '-'), one per line; blank lines and
+    lines starting with '#' are skipped. A glob of a million names does not fit a command line."""
+    if path == STDIO:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UsageError("--from-list '-' is the terminal: pipe the list in or name a file")
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"--from-list {path}: cannot read ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--from-list {path}: not a UTF-8 text file") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def gather_inputs(inputs: Sequence[str], from_list: str | None, jobs: int) -> list[str]:
+    """The positional inputs and those of --from-list, checked for what --jobs allows."""
+    listed = read_input_list(from_list) if from_list is not None else []
+    if from_list == STDIO and STDIO in inputs:
+        raise UsageError("stdin cannot hold both the input list (--from-list -) and an input (-)")
+    everything = [*inputs, *listed]
+    if not everything:
+        raise UsageError("no inputs: name files, or list them with --from-list FILE")
+    if jobs > 1 and STDIO in everything:
+        raise UsageError("--jobs runs inputs in other processes: name files instead of '-'")
+    return everything
+
+
+def plan_tasks(command: str, inputs: Sequence[str], outs: Sequence[str | None], rejected: dict, options: dict,
+               jobs: int = 1) -> tuple[list[tuple[str, object]], int]:
+    """(label, Task or the error that rejected the input) per input to run, in input order,
+    and how many inputs were skipped because their output exists."""
+    from sdc.batch import Task
+
+    if jobs > 1 and STDIO in outs:
+        raise UsageError("--jobs runs outputs in other processes: write to files, not '-'")
+    planned: list[tuple[str, object]] = []
+    skipped = 0
+    for src, dst in zip(inputs, outs):
+        if src in rejected:
+            planned.append((label_of(src), rejected[src]))
+        elif dst is None:
+            skipped += 1
+        else:
+            planned.append((label_of(src), Task(command, src, dst, options)))
+    return planned, skipped
+

@@ -25,6 +25,16 @@ def force_option(f):
     return click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")(f)
 
 
+def batch_options(f):
+    """--jobs, --skip-existing and --from-list: what a batch of many inputs needs."""
+    f = click.option("--from-list", "from_list", metavar="FILE",
+                     help="Also read input paths from FILE, one per line ('-': stdin).")(f)
+    f = click.option("--skip-existing", is_flag=True,
+                     help="Leave out inputs whose output exists (resume a batch that was cut short).")(f)
+    return click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                        help="Code N inputs at once, each in its own process (models load once per process).")(f)
+
+
 def quiet_option(f):
     return click.option("--quiet", is_flag=True, help="No summary table.")(f)
 

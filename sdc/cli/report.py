@@ -5,13 +5,12 @@ rich is imported only inside the functions that draw with it, so that
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Sequence
 
 import click
 
-from sdc.errors import BadInputError, SdcError, UsageError
+from sdc.errors import SdcError
 
-from .io import label_of
 
 
 def one_line(msg: object) -> str:
@@ -81,31 +80,32 @@ def progress(total: int):
                     disable=not con.is_terminal)
 
 
-def run_batch(verb: str, inputs: Sequence[str], outs: Sequence[str | None],
-              one: Callable[[str, str, str], dict],
-              rejected: Mapping[str, SdcError] | None = None) -> tuple[list[dict], int]:
-    """Run `one(src, dst, label) -> summary row` over the inputs under a progress bar.
+def run_batch(verb: str, planned: Sequence[tuple[str, object]], jobs: int = 1) -> tuple[list[dict], int]:
+    """Run a batch planned as (label, Task or the SdcError that rejected the input) under a
+    progress bar, with `jobs` processes (:func:`sdc.batch.run_tasks`).
 
-    Inputs in `rejected` (found bad before any work: their output was not
-    planned) are reported with their error instead. A bad input is reported on
-    one line and the batch goes on; a usage error stops it. Returns the rows of
-    the inputs that worked and the worst exit code.
+    Warnings and bad inputs are reported on one line each, in input order,
+    and the batch goes on; a usage error stops it. Returns the rows of the
+    inputs that worked, in input order, and the worst exit code.
     """
+    from sdc.batch import Task, run_tasks
+
+    outcomes = run_tasks((item for _, item in planned if isinstance(item, Task)), jobs)
     rows, worst = [], 0
-    rejected = rejected or {}
-    with progress(len(inputs)) as bar:
-        task_id = bar.add_task(verb, total=len(inputs))
-        for src, dst in zip(inputs, outs):
-            label = label_of(src)
+    with progress(len(planned)) as bar:
+        task_id = bar.add_task(verb, total=len(planned))
+        for label, item in planned:
             bar.update(task_id, description=f"{verb} {label}")
-            try:
-                if src in rejected:
-                    raise rejected[src]
-                rows.append(one(src, dst, label))
-            except UsageError:
-                raise
-            except BadInputError as e:
-                worst = max(worst, report_failure(label, e))
+            if isinstance(item, SdcError):
+                worst = max(worst, report_failure(label, item))
+            else:
+                _, result, failure = next(outcomes)
+                if failure is not None:
+                    worst = max(worst, report_failure(label, failure))
+                else:
+                    for w in result["warnings"]:
+                        warn(w)
+                    rows.append(result["row"])
             bar.advance(task_id)
     return rows, worst
 

@@ -42,7 +42,11 @@ TRANSFORM_NAMES = ("g_a", "h_a", "g_s")
 
 
 def default_threads() -> int:
-    """The cores this process may run on (its affinity mask, which containers narrow)."""
+    """$SDC_THREADS (set for the workers of a batch), else the cores this process may run on
+    (its affinity mask, which containers narrow)."""
+    env = os.environ.get("SDC_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
