@@ -17,9 +17,9 @@ from .report import console, escape_names, fmt_bytes, run_batch, warn
 
 EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is; 2 to 4 refine it by gradient "
                "descent first (2: 20 steps on y; 3: that, and 20 steps on z and y then 20 on y; 4: as 3, and 80 "
-               "finer steps on y from each start) and keep the cheapest file; effort 2 saves about 6% BD-rate on "
-               "photos at about 50x the encode time, effort 4 takes 3x effort 3's (benchmarks/README.md). "
-               "Decoders cannot tell.")
+               "finer steps on y from each start) and keep the cheapest file: smaller files for the same quality, "
+               "many times the encode time (measured in benchmarks/README.md, 'Encoder effort'). Needs torch "
+               "(the train extra). Decoders cannot tell.")
 
 
 @click.command("encode")
