@@ -17,8 +17,9 @@ ONNX Runtime, BLAS or OpenCV thread pools already ran can deadlock.
 
 Ctrl-C reaches the workers too (same process group): a task stops, its output's
 temporary file is removed (:func:`sdc.cli.io.write_output`), and the pool is
-shut down without starting the tasks still queued. No output is ever partial:
-each is complete and in place, or absent.
+shut down without starting the tasks still queued. SIGTERM to the batch's
+process does the same. No output is ever partial: each is complete and in
+place, or absent.
 """
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ def _run_pool(tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:
                 os.environ[name] = value
     pending: deque = deque()
     source = iter(tasks)
+    restore = _terminate_as_interrupt()
     try:
         while True:
             while len(pending) < jobs * IN_FLIGHT_PER_JOB:
@@ -108,4 +110,22 @@ def _run_pool(tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # running tasks finish or stop cleanly; queued ones never start
         raise
+    finally:
+        restore()
     pool.shutdown(wait=True)
+
+
+def _terminate_as_interrupt():
+    """While the pool runs, SIGTERM stops the batch as Ctrl-C does, so that the workers are
+    shut down with it instead of being left behind; returns what restores the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers belong to the main thread
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
