@@ -88,6 +88,25 @@ def test_a_bad_input_is_reported_in_its_place_and_the_batch_goes_on(photos, tmp_
     assert sorted(p.stem for p in (tmp_path / "out").iterdir()) == sorted([photos[0].stem, photos[1].stem])
 
 
+def test_a_manifest_records_every_input_in_order_when_asked(photos, tmp_path):
+    import json
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:300])
+    order = [photos[0], broken, photos[1]]
+    done = sdc_cli("encode", *map(str, order), "-o", f"{tmp_path}/out/", "-q", "1", "-j", "2", "--quiet",
+                   "--manifest", f"{tmp_path}/done.jsonl")
+    assert done.returncode == 2
+    lines = [json.loads(line) for line in (tmp_path / "done.jsonl").read_text().splitlines()]
+    assert [(line["src"], line["status"]) for line in lines] == [(str(photos[0]), "done"), (str(broken), "failed"),
+                                                               (str(photos[1]), "done")]
+    assert lines[1]["error"].startswith(str(broken)) and lines[0]["error"] is None
+    assert all(line["seconds"] > 0 for line in lines)
+    assert not (tmp_path / "out" / "sdc-batch-manifest.jsonl").exists()  # none by default without --ray
+    clash = sdc_cli("encode", str(photos[0]), "-o", f"{tmp_path}/x.sdc", "--manifest", f"{tmp_path}/x.sdc")
+    assert clash.returncode == 1 and "also an input or an output" in clash.stderr
+
+
 def test_what_jobs_cannot_take_is_refused_before_any_work(photos, tmp_path):
     done = sdc_cli("encode", "-", "-o", f"{tmp_path}/x.sdc", "-j", "2", stdin="")
     assert done.returncode == 1 and "name files instead of '-'" in done.stderr

@@ -10,6 +10,7 @@
     [(True, None, True)]
 """
 from .pool import available_cores, run_tasks
+from .ray_runner import run_tasks_on_ray
 from .tasks import COMMANDS, Task, run_task
 
-__all__ = ["Task", "run_task", "run_tasks", "available_cores", "COMMANDS"]
+__all__ = ["Task", "run_task", "run_tasks", "run_tasks_on_ray", "available_cores", "COMMANDS"]

@@ -29,13 +29,13 @@ from collections.abc import Iterable, Iterator
 
 from sdc.errors import SdcError
 
-from .tasks import Task, run_task
+from .tasks import Task, attempt
 
 IN_FLIGHT_PER_JOB = 4  # queued tasks per worker: enough to keep it busy, bounded for a million inputs
 # Thread-count variables read when numpy, BLAS, OpenCV and sdc start in a worker.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "SDC_THREADS")
 
-Outcome = tuple[Task, "dict | None", "SdcError | None"]
+Outcome = tuple[Task, dict | None, SdcError | None]
 
 
 def available_cores() -> int:
@@ -45,17 +45,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _attempt(task: Task) -> tuple[dict | None, SdcError | None]:
-    """run_task, with a bad input's error returned (it is part of the batch's result)."""
-    try:
-        return run_task(task), None
-    except SdcError as e:
-        if e.exit_code != 2:  # a usage error stops the batch wherever it is found
-            raise
-        return None, e
-
-
-def _worker_init(threads: int) -> None:
+def worker_init(threads: int) -> None:
+    """Give a worker process's own thread pools `threads` threads (its share of the cores)."""
+    os.environ.update({name: str(threads) for name in THREAD_VARIABLES})  # read when the models load
     try:
         import cv2
 
@@ -68,11 +60,12 @@ def run_tasks(tasks: Iterable[Task], jobs: int = 1) -> Iterator[Outcome]:
     """Run every task; yield (task, result, error) in input order.
 
     A bad input (exit code 2) is an outcome with its error; any other error
-    (a usage error, a bug) stops the batch and is raised here.
+    (a usage error, a bug) stops the batch and is raised here. The seconds each
+    item took are in result["seconds"] or the error's `seconds` (:func:`attempt`).
     """
     if jobs <= 1:
         for task in tasks:
-            yield (task, *_attempt(task))
+            yield (task, *attempt(task))
         return
     yield from _run_pool(tasks, jobs)
 
@@ -86,7 +79,7 @@ def _run_pool(tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:
     os.environ.update({name: str(threads) for name in THREAD_VARIABLES})  # inherited by the spawned workers
     try:
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(threads,))
+                                   initializer=worker_init, initargs=(threads,))
     finally:
         for name, value in saved.items():
             if value is None:
@@ -102,7 +95,7 @@ def _run_pool(tasks: Iterable[Task], jobs: int) -> Iterator[Outcome]:
                 task = next(source, None)
                 if task is None:
                     break
-                pending.append((task, pool.submit(_attempt, task)))
+                pending.append((task, pool.submit(attempt, task)))
             if not pending:
                 break
             task, future = pending.popleft()

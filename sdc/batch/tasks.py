@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sdc.cli.io import STDIO, image_bytes, label_of, read_input, write_output
+from sdc.errors import SdcError
 from sdc.levels import LEVELS
 
 COMMANDS = ("encode", "decode", "analyze")
@@ -40,19 +41,62 @@ class Task:
         return label_of(self.src)
 
 
-def run_task(task: Task) -> dict:
-    """{"row": the summary-table row, "warnings": [...]}; an SdcError for a bad input."""
-    return _RUNNERS[task.command](task, task.options)
+def run_task(task: Task, *, retry: bool = False) -> dict:
+    """{"row": the summary-table row, "warnings": [...]}; an SdcError for a bad input.
+
+    retry: this task may have run before in a worker that was lost after writing
+    its output (Ray runs it again). An output that already holds exactly the
+    bytes this run computed is then that attempt's, complete (outputs are written
+    atomically): it is kept as it is, not written a second time, and the row is
+    this run's. Any other existing output is refused as always.
+    """
+    return _RUNNERS[task.command](task, task.options, retry)
 
 
-def _encode(task: Task, o: dict) -> dict:
+def attempt(task: Task, *, retry: bool = False) -> tuple[dict | None, SdcError | None]:
+    """run_task, with a bad input's error returned (it is part of the batch's result).
+
+    The seconds the item took where it ran go with either outcome, for the
+    batch's manifest: result["seconds"], or the error's `seconds` attribute.
+    Any other error (a usage error, a bug) is raised: it stops the batch
+    wherever it is found.
+    """
+    t0 = time.perf_counter()
+    try:
+        result = run_task(task, retry=retry)
+    except SdcError as e:
+        if e.exit_code != 2:
+            raise
+        e.seconds = time.perf_counter() - t0
+        return None, e
+    result["seconds"] = time.perf_counter() - t0
+    return result, None
+
+
+def _write(dst: str, data: bytes, force: bool, retry: bool) -> None:
+    """write_output, except in a retry whose output a lost attempt already wrote (see run_task)."""
+    if retry and dst != STDIO and _holds(dst, data):
+        return
+    write_output(dst, data, force)
+
+
+def _holds(path: str, data: bytes) -> bool:
+    try:
+        if Path(path).stat().st_size != len(data):
+            return False
+        return Path(path).read_bytes() == data
+    except OSError:
+        return False
+
+
+def _encode(task: Task, o: dict, retry: bool) -> dict:
     from sdc import api
     from sdc.bitstream import describe_sdc
 
     image = api.read_image(read_input(task.src), task.label, o["max_pixels"])
     result = api.encode_result(image, o["settings"], regions=o.get("regions"), max_pixels=o["max_pixels"],
                                file_name=None if task.src == STDIO else Path(task.src).name)
-    write_output(task.dst, result.data, o["force"])
+    _write(task.dst, result.data, o["force"], retry)
     info = describe_sdc(result.data, max_pixels=None)
     used = result.analysis
     row = {
@@ -66,12 +110,12 @@ def _encode(task: Task, o: dict) -> dict:
     return {"row": row, "warnings": [f"{task.label}: {w}" for w in getattr(used, "warnings", None) or ()]}
 
 
-def _decode(task: Task, o: dict) -> dict:
+def _decode(task: Task, o: dict, retry: bool) -> dict:
     from sdc import api
 
     data = read_input(task.src)
     result = api.decode_result(data, o["settings"], max_pixels=o["max_pixels"])
-    write_output(task.dst, image_bytes(result.rgb, task.dst), o["force"])
+    _write(task.dst, image_bytes(result.rgb, task.dst), o["force"], retry)
     missing = tuple(result.missing_levels)
     warnings = [f"{task.label}: levels {', '.join(missing)} missing from the file (truncated or dropped); "
                 f"decoded {', '.join(result.decoded_levels) or 'none'}"] if missing else []
@@ -87,7 +131,7 @@ def _decode(task: Task, o: dict) -> dict:
     return {"row": row, "warnings": warnings}
 
 
-def _analyze(task: Task, o: dict) -> dict:
+def _analyze(task: Task, o: dict, retry: bool) -> dict:
     import json
 
     from sdc import api
@@ -98,11 +142,11 @@ def _analyze(task: Task, o: dict) -> dict:
     result = analyze(image, analyzer=o["analyzer"], task=o.get("task"), config=o.get("config"))
     seconds = time.perf_counter() - t0
     text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
-    write_output(task.dst, text.encode("utf-8"), o["force"])
+    _write(task.dst, text.encode("utf-8"), o["force"], retry)
     if o.get("draw"):
         import numpy as np
 
-        write_output(o["draw"], image_bytes(np.asarray(result.draw(image)), o["draw"]), o["force"])
+        _write(o["draw"], image_bytes(np.asarray(result.draw(image)), o["draw"]), o["force"], retry)
     levels: dict[str, int] = {}
     for obj in result.objects:
         levels[obj.level] = levels.get(obj.level, 0) + 1

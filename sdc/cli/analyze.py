@@ -5,8 +5,9 @@ import click
 
 from sdc.errors import UsageError
 
-from .io import STDIO, gather_inputs, plan_outputs, plan_tasks
-from .options import analysis_config, analyzer_option, batch_options, force_option, lmm_options, max_pixels_option
+from .io import STDIO, gather_inputs, plan_manifest, plan_outputs, plan_tasks
+from .options import (analysis_config, analyzer_option, batch_options, check_batch_runner, force_option, lmm_options,
+                      max_pixels_option)
 from .report import run_batch, warn
 
 
@@ -23,8 +24,8 @@ from .report import run_batch, warn
 @force_option
 @batch_options
 @max_pixels_option
-def command(inputs, output, analyzer, task, lmm_url, lmm_model, draw, force, jobs, skip_existing, from_list,
-            max_pixels):
+def command(inputs, output, analyzer, task, lmm_url, lmm_model, draw, force, jobs, ray, manifest, skip_existing,
+            from_list, max_pixels):
     """Analyse images only: objects, masks, levels and captions as JSON.
 
     \b
@@ -37,7 +38,8 @@ def command(inputs, output, analyzer, task, lmm_url, lmm_model, draw, force, job
     from sdc import api
 
     api.check_analyzer(analyzer)
-    inputs = gather_inputs(inputs, from_list, jobs)
+    check_batch_runner(jobs, ray)
+    inputs = gather_inputs(inputs, from_list, jobs, ray)
     if output is None and len(inputs) == 1:
         output = STDIO
     outs = plan_outputs(inputs, output, ".json", force, binary=False, skip_existing=skip_existing)
@@ -50,10 +52,11 @@ def command(inputs, output, analyzer, task, lmm_url, lmm_model, draw, force, job
             raise UsageError("--draw needs a file name")
     options = {"analyzer": analyzer, "task": task, "config": analysis_config(lmm_url, lmm_model),
                "draw": draw_dst, "force": force, "max_pixels": max_pixels}
-    planned, skipped = plan_tasks("analyze", inputs, outs, {}, options, jobs)
+    planned, skipped = plan_tasks("analyze", inputs, outs, {}, options, jobs, ray)
     if skipped:
         warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
-    rows, worst = run_batch("analysing", planned, jobs)
+    manifest = plan_manifest(manifest, output, ray, inputs, outs)
+    rows, worst = run_batch("analysing", planned, jobs, ray=ray, manifest=manifest)
     for row in rows:
         summary = ", ".join(f"{n} {lv}" for lv, n in sorted(row["levels"].items())) or "no objects"
         click.echo(f"{row['file']}: analyzer {row['analyzer']}: {summary} ({row['seconds']:.2f} s)", err=True)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import click
 
-from .io import gather_inputs, plan_outputs, plan_tasks, refuse_non_sdc, sniff
-from .options import batch_options, force_option, max_pixels_option, parse_level_option, quiet_option
+from .io import gather_inputs, plan_manifest, plan_outputs, plan_tasks, refuse_non_sdc, sniff
+from .options import (batch_options, check_batch_runner, force_option, max_pixels_option, parse_level_option,
+                      quiet_option)
 from .report import console, escape_names, fmt_bytes, run_batch, warn
 
 
@@ -26,7 +27,8 @@ from .report import console, escape_names, fmt_bytes, run_batch, warn
 @batch_options
 @quiet_option
 @max_pixels_option
-def command(inputs, output, levels_spec, composer, force, jobs, skip_existing, from_list, quiet, max_pixels):
+def command(inputs, output, levels_spec, composer, force, jobs, ray, manifest, skip_existing, from_list, quiet,
+            max_pixels):
     """Decode .sdc files (or prefixes of them) into images.
 
     \b
@@ -41,14 +43,16 @@ def command(inputs, output, levels_spec, composer, force, jobs, skip_existing, f
 
     levels = parse_level_option(levels_spec, "--levels")
     settings = api.decode_settings(levels=levels, composer=composer)
-    inputs = gather_inputs(inputs, from_list, jobs)
+    check_batch_runner(jobs, ray)
+    inputs = gather_inputs(inputs, from_list, jobs, ray)
     rejected = sniff(inputs, refuse_non_sdc)
     outs = plan_outputs(inputs, output, ".png", force, skip=rejected, skip_existing=skip_existing)
     options = {"settings": settings, "force": force, "max_pixels": max_pixels}
-    planned, skipped = plan_tasks("decode", inputs, outs, rejected, options, jobs)
+    planned, skipped = plan_tasks("decode", inputs, outs, rejected, options, jobs, ray)
     if skipped:
         warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
-    rows, worst = run_batch("decoding", planned, jobs)
+    manifest = plan_manifest(manifest, output, ray, inputs, outs)
+    rows, worst = run_batch("decoding", planned, jobs, ray=ray, manifest=manifest)
     if rows and not quiet:
         _table(console(stderr=True), rows)
     return worst

@@ -10,9 +10,9 @@ import click
 
 from sdc.levels import DEFAULT_QUALITY, LEVELS
 
-from .io import gather_inputs, plan_outputs, plan_tasks, sniff
-from .options import (analysis_config, analyzer_option, batch_options, force_option, lmm_options, max_pixels_option,
-                      parse_level_option, parse_quality_options, quiet_option)
+from .io import gather_inputs, plan_manifest, plan_outputs, plan_tasks, sniff
+from .options import (analysis_config, analyzer_option, batch_options, check_batch_runner, force_option, lmm_options,
+                      max_pixels_option, parse_level_option, parse_quality_options, quiet_option)
 from .report import console, escape_names, fmt_bytes, run_batch, warn
 
 EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is; 2 to 4 refine it by gradient "
@@ -50,7 +50,7 @@ EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is
 @quiet_option
 @max_pixels_option
 def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, task, lmm_url, lmm_model, no_meta,
-            effort, force, jobs, skip_existing, from_list, quiet, max_pixels):
+            effort, force, jobs, ray, manifest, skip_existing, from_list, quiet, max_pixels):
     """Encode images (PNG, JPEG, ...) into .sdc files.
 
     \b
@@ -60,6 +60,7 @@ def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, tas
       sdc encode photo.png --quality L1=7,other=2 -o photo.sdc
       sdc analyze photo.png -o r.json && sdc encode photo.png --regions r.json
       find photos -name '*.jpg' | sdc encode --from-list - -o out/ -j 2 --skip-existing
+      sdc encode --from-list photos.txt -o /shared/out/ --ray head:6379 --skip-existing
     """
     from sdc import api
 
@@ -68,14 +69,16 @@ def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, tas
     settings = api.encode_settings(quality=quality, task=task, levels=keep, analyzer=analyzer, effort=effort,
                                    metadata=not no_meta, analysis_config=analysis_config(lmm_url, lmm_model))
     regions_json = None if regions is None else api.read_regions(regions, what="--regions")
-    inputs = gather_inputs(inputs, from_list, jobs)
+    check_batch_runner(jobs, ray)
+    inputs = gather_inputs(inputs, from_list, jobs, ray)
     rejected = sniff(inputs, api.refuse_sdc)
     outs = plan_outputs(inputs, output, ".sdc", force, skip=rejected, skip_existing=skip_existing)
     options = {"settings": settings, "regions": regions_json, "force": force, "max_pixels": max_pixels}
-    planned, skipped = plan_tasks("encode", inputs, outs, rejected, options, jobs)
+    planned, skipped = plan_tasks("encode", inputs, outs, rejected, options, jobs, ray)
     if skipped:
         warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
-    rows, worst = run_batch("encoding", planned, jobs)
+    manifest = plan_manifest(manifest, output, ray, inputs, outs)
+    rows, worst = run_batch("encoding", planned, jobs, ray=ray, manifest=manifest)
     if rows and not quiet:
         _table(console(stderr=True), rows)
     return worst

@@ -140,7 +140,7 @@ def write_output(dst: str, data: bytes, force: bool) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create the directory {parent}: {e.strerror}") from None
-    tmp = parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns() % 10**9}.tmp"
+    tmp = parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns() % 10**9}.tmp"  # see remove_temporaries
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
@@ -164,6 +164,22 @@ def write_output(dst: str, data: bytes, force: bool) -> None:
     finally:
         try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def remove_temporaries(dst: str) -> None:
+    """Remove the temporary files that write_output left beside `dst` when its process was
+    killed while writing (SIGKILL, a lost machine): the one process that runs `dst`'s task
+    again calls this first, so that a lost attempt leaves nothing behind."""
+    import glob
+
+    if dst == STDIO:
+        return
+    path = Path(dst)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            tmp.unlink()
         except FileNotFoundError:
             pass
 
@@ -207,27 +223,32 @@ def read_input_list(path: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
-def gather_inputs(inputs: Sequence[str], from_list: str | None, jobs: int) -> list[str]:
-    """The positional inputs and those of --from-list, checked for what --jobs allows."""
+def _elsewhere(jobs: int, ray: str | None) -> str | None:
+    """The option that runs the inputs in other processes (which cannot read our stdin), if any."""
+    return "--ray" if ray is not None else "--jobs" if jobs > 1 else None
+
+
+def gather_inputs(inputs: Sequence[str], from_list: str | None, jobs: int, ray: str | None = None) -> list[str]:
+    """The positional inputs and those of --from-list, checked for what --jobs or --ray allows."""
     listed = read_input_list(from_list) if from_list is not None else []
     if from_list == STDIO and STDIO in inputs:
         raise UsageError("stdin cannot hold both the input list (--from-list -) and an input (-)")
     everything = [*inputs, *listed]
     if not everything:
         raise UsageError("no inputs: name files, or list them with --from-list FILE")
-    if jobs > 1 and STDIO in everything:
-        raise UsageError("--jobs runs inputs in other processes: name files instead of '-'")
+    if _elsewhere(jobs, ray) and STDIO in everything:
+        raise UsageError(f"{_elsewhere(jobs, ray)} runs inputs in other processes: name files instead of '-'")
     return everything
 
 
 def plan_tasks(command: str, inputs: Sequence[str], outs: Sequence[str | None], rejected: dict, options: dict,
-               jobs: int = 1) -> tuple[list[tuple[str, object]], int]:
+               jobs: int = 1, ray: str | None = None) -> tuple[list[tuple[str, object]], int]:
     """(label, Task or the error that rejected the input) per input to run, in input order,
     and how many inputs were skipped because their output exists."""
     from sdc.batch import Task
 
-    if jobs > 1 and STDIO in outs:
-        raise UsageError("--jobs runs outputs in other processes: write to files, not '-'")
+    if _elsewhere(jobs, ray) and STDIO in outs:
+        raise UsageError(f"{_elsewhere(jobs, ray)} runs outputs in other processes: write to files, not '-'")
     planned: list[tuple[str, object]] = []
     skipped = 0
     for src, dst in zip(inputs, outs):
@@ -239,3 +260,24 @@ def plan_tasks(command: str, inputs: Sequence[str], outs: Sequence[str | None], 
             planned.append((label_of(src), Task(command, src, dst, options)))
     return planned, skipped
 
+
+def plan_manifest(option: str | None, output: str | None, ray: str | None, inputs: Sequence[str],
+                  outs: Sequence[str | None]) -> str | None:
+    """Where the batch's manifest goes (:mod:`sdc.batch.manifest`): --manifest FILE, else, on
+    Ray, DEFAULT_NAME in the -o directory (a batch big enough for a cluster wants a record
+    of every item); else none. Checked before any work, like the outputs."""
+    from sdc.batch.manifest import DEFAULT_NAME
+
+    if option is None:
+        if ray is None or output is None or output == STDIO or not is_dir_target(output):
+            return None
+        option = str(Path(output) / DEFAULT_NAME)
+    if option == STDIO:
+        raise UsageError("--manifest needs a file name, not '-'")
+    if os.path.isdir(option):
+        raise UsageError(f"--manifest {option} is a directory")
+    key = os.path.abspath(option)
+    for path in [*inputs, *(dst for dst in outs if dst is not None)]:
+        if path != STDIO and os.path.abspath(path) == key:
+            raise UsageError(f"--manifest {option} is also an input or an output")
+    return option

@@ -26,13 +26,34 @@ def force_option(f):
 
 
 def batch_options(f):
-    """--jobs, --skip-existing and --from-list: what a batch of many inputs needs."""
+    """--jobs, --ray, --manifest, --skip-existing and --from-list: what a batch of many inputs needs."""
+    f = click.option("--manifest", metavar="FILE",
+                     help="Append one JSON line per finished input to FILE (src, dst, status, error, seconds). "
+                          "Default with --ray and an -o directory: sdc-batch-manifest.jsonl in it.")(f)
+    f = click.option("--ray", "ray", metavar="ADDRESS",
+                     help="Run the batch on Ray (pip install \"sdc[dist]\"): 'local' starts Ray on this "
+                          "machine, else the address of a cluster (host:port, or 'auto'), whose machines "
+                          "read the inputs and write the outputs at the same paths.")(f)
     f = click.option("--from-list", "from_list", metavar="FILE",
                      help="Also read input paths from FILE, one per line ('-': stdin).")(f)
     f = click.option("--skip-existing", is_flag=True,
                      help="Leave out inputs whose output exists (resume a batch that was cut short).")(f)
     return click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
                         help="Code N inputs at once, each in its own process (models load once per process).")(f)
+
+
+def check_batch_runner(jobs: int, ray: str | None) -> None:
+    """--ray and --jobs N exclude each other (Ray sizes its own pool), and --ray needs Ray
+    installed; checked before any work. Ray is imported only here, when --ray is given."""
+    if ray is None:
+        return
+    if jobs > 1:
+        raise UsageError(f"--ray and --jobs {jobs} exclude each other: Ray runs one worker per CPU of the cluster")
+    if not ray.strip():
+        raise UsageError("--ray needs an address: 'local', 'auto' or host:port")
+    from sdc.batch.ray_runner import import_ray
+
+    import_ray()
 
 
 def quiet_option(f):

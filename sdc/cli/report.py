@@ -80,26 +80,41 @@ def progress(total: int):
                     disable=not con.is_terminal)
 
 
-def run_batch(verb: str, planned: Sequence[tuple[str, object]], jobs: int = 1) -> tuple[list[dict], int]:
+def run_batch(verb: str, planned: Sequence[tuple[str, object]], jobs: int = 1, *, ray: str | None = None,
+              manifest: str | None = None) -> tuple[list[dict], int]:
     """Run a batch planned as (label, Task or the SdcError that rejected the input) under a
-    progress bar, with `jobs` processes (:func:`sdc.batch.run_tasks`).
+    progress bar, with `jobs` processes (:func:`sdc.batch.run_tasks`) or on the Ray cluster
+    at `ray` (:func:`sdc.batch.ray_runner.run_tasks_on_ray`).
 
     Warnings and bad inputs are reported on one line each, in input order,
-    and the batch goes on; a usage error stops it. Returns the rows of the
-    inputs that worked, in input order, and the worst exit code.
+    and the batch goes on; a usage error stops it. Every outcome, rejected
+    inputs included, goes to the `manifest` file when one is given. Returns
+    the rows of the inputs that worked, in input order, and the worst exit code.
     """
-    from sdc.batch import Task, run_tasks
+    from contextlib import closing
 
-    outcomes = run_tasks((item for _, item in planned if isinstance(item, Task)), jobs)
+    from sdc.batch import Task, run_tasks
+    from sdc.batch.manifest import Manifest
+
+    tasks = (item for _, item in planned if isinstance(item, Task))
+    if ray is None:
+        outcomes = run_tasks(tasks, jobs)
+    else:
+        from sdc.batch.ray_runner import run_tasks_on_ray
+
+        outcomes = run_tasks_on_ray(tasks, ray)
     rows, worst = [], 0
-    with progress(len(planned)) as bar:
+    with Manifest(manifest) as record, closing(outcomes), progress(len(planned)) as bar:
         task_id = bar.add_task(verb, total=len(planned))
         for label, item in planned:
             bar.update(task_id, description=f"{verb} {label}")
             if isinstance(item, SdcError):
+                record.record(label, None, item, None)
                 worst = max(worst, report_failure(label, item))
             else:
-                _, result, failure = next(outcomes)
+                outcome = next(outcomes)
+                record.record_outcome(*outcome)
+                _, result, failure = outcome
                 if failure is not None:
                     worst = max(worst, report_failure(label, failure))
                 else:
