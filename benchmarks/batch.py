@@ -18,14 +18,13 @@ can hand out and take back at most (the real dispatch loop, workers that do
 nothing).
 
 Paper estimate for M machines of C cores, from results/batch.json (2-core
-AMD EPYC, another process using about one core; default analyzer "offline",
-on CPU):
+AMD EPYC, default analyzer "offline", on CPU):
 
-* Measured here: --jobs 1 3.4 images/s, --jobs 2 4.5 (1.30x: --jobs 1
-  already runs ONNX Runtime on both cores), --ray local 2.45 (0.55x --jobs 2).
-  Ray's deficit is its start-up, not its throughput: one image takes 7.2 s
-  with --ray local against 1.3 s with --jobs 2, and with that fixed cost
-  taken out both code ~5 images/s. Joining a running cluster costs ~1-2 s.
+* Measured here on 128 images: --jobs 1 4.3 images/s, --jobs 2 5.2 (1.22x:
+  --jobs 1 already runs ONNX Runtime and OpenCV on both cores, 1.4 cores
+  busy on average), --ray local 4.5 (0.86x --jobs 2). Ray's deficit is its
+  start-up, not its throughput: one image takes 7.8 s with --ray local
+  against 1.3 s with --jobs 2; joining a running cluster costs ~1-2 s.
 * Per image, one thread: analysis 0.12 s, codec 0.21 s, container ~0 s: a
   core codes ~3 images/s, and M*C cores ~3*M*C images/s while nothing else
   saturates (16 machines of 32 cores: ~1,500 images/s).
