@@ -1,4 +1,4 @@
 """``python -m sdc``: the same as the ``sdc`` command."""
-from sdc.cli import main
+from sdc.cli.main import run
 
-main()
+run()

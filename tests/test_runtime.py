@@ -101,3 +101,25 @@ def test_one_architecture_description_with_one_set_of_defaults():
         Architecture.from_dict({"N": "wide"})
     with pytest.raises(BadInputError, match="not a JSON object"):
         Architecture.from_dict([64, 96])
+
+
+def test_the_sdc_command_exits_at_once_with_complete_outputs_and_its_exit_code(tmp_path):
+    """`python -m sdc` (as the `sdc` script) skips the interpreter's teardown after the
+    command: outputs must be complete and streams flushed, exit codes unchanged."""
+    from PIL import Image
+
+    import sdc
+
+    data = sdc.encode(SAMPLE, quality=2)
+    (tmp_path / "a.sdc").write_bytes(data)
+    done = subprocess.run([sys.executable, "-m", "sdc", "decode", "a.sdc", "-o", "-"], cwd=tmp_path,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import io
+
+    with Image.open(io.BytesIO(done.stdout)) as im:  # every byte of stdout arrived
+        assert np.array_equal(np.asarray(im), sdc.decode_array(data))
+    assert b"sdc decode" in done.stderr  # the table, flushed too
+    bad = subprocess.run([sys.executable, "-m", "sdc", "decode", "missing.sdc"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr == "sdc: error: missing.sdc: no such file\n"
