@@ -46,8 +46,8 @@ OUT = RESULTS / "startup.json"
 IMAGE = "wiki_006.png"  # 768x512
 HEAVY = ("torch", "torchvision", "compressai", "transformers", "diffusers")
 # Runs sdc's CLI in-process and prints which HEAVY modules it imported.
-PROBE = ("import sys, runpy; sys.argv = ['sdc'] + sys.argv[1:]\n"
-         "try:\n    runpy.run_module('sdc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+PROBE = ("import sys\nfrom sdc.cli.main import main\n"
+         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
          f"print('IMPORTED', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
 
 
