@@ -274,7 +274,7 @@ def test_diffusion_composer_with_tiny_pipeline(photo_l1, diffusion_config, monke
     from sdc.compose.diffusion import load_pipeline
 
     _, decoded, missing = photo_l1
-    pipe = load_pipeline(diffusion_config["model"], False, "cpu", "float32")  # the instance compose() uses
+    pipe = load_pipeline(diffusion_config["model"], False, "cpu", "float32", None)  # the instance compose() uses
     prompts = []
     real_encode_prompt = pipe.encode_prompt
 
@@ -314,3 +314,62 @@ def test_diffusion_model_from_environment(photo_l1, tiny_sd_inpaint, monkeypatch
     monkeypatch.setenv("SDC_DIFFUSION_MODEL", tiny_sd_inpaint)
     out = compose(decoded, missing, composer="diffusion", caption="a cat", config={"steps": 1, "size": 32})
     assert np.array_equal(out[~missing], decoded[~missing])
+
+
+# ------------------------------------------------------------------ diffusion: ControlNet (DISCOVER)
+@pytest.fixture(scope="module")
+def tiny_controlnet(tmp_path_factory):
+    """A randomly initialised ControlNet that fits the tiny inpainting model (its latents, its
+    text encoder, the VAE's stride 2), saved to disk."""
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(1)
+    controlnet = ControlNetModel(
+        in_channels=4, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), cross_attention_dim=16, attention_head_dim=4,
+        conditioning_embedding_out_channels=(8, 16))
+    # A random ControlNet starts with zero output convolutions (it changes nothing);
+    # give them weights so that the conditioning image visibly steers the result.
+    with torch.no_grad():
+        for block in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            block.weight.normal_(0, 0.5)
+    root = tmp_path_factory.mktemp("tiny_controlnet") / "controlnet"
+    controlnet.save_pretrained(root)
+    return str(root)
+
+
+def test_discover_composition_conditions_on_the_decoded_picture(photo_l1, diffusion_config, tiny_controlnet,
+                                                                monkeypatch):
+    """With a ControlNet, the decoded picture (hole filled by "smooth") conditions the generation:
+    another decode gives another fill; decoded pixels stay; seeded; env and config both name it."""
+    from sdc.compose.diffusion import load_pipeline
+
+    _, decoded, missing = photo_l1
+    config = dict(diffusion_config, controlnet=tiny_controlnet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ComposeFallbackWarning)
+        out = compose(decoded, missing, composer="diffusion", caption="a cat", config=config)
+    pipe = load_pipeline(config["model"], False, "cpu", "float32", tiny_controlnet)
+    assert type(pipe).__name__ == "StableDiffusionControlNetInpaintPipeline"
+    assert np.array_equal(out[~missing], decoded[~missing])
+    assert np.array_equal(out, compose(decoded, missing, composer="diffusion", caption="a cat", config=config))
+    plain = compose(decoded, missing, composer="diffusion", caption="a cat", config=diffusion_config)
+    assert not np.array_equal(out[missing], plain[missing]), "the ControlNet must change the fill"
+    darker = (decoded // 2).astype(np.uint8)  # the same hole, another received picture
+    other = compose(darker, missing, composer="diffusion", caption="a cat", config=config)
+    assert not np.array_equal(other[missing], out[missing])
+    monkeypatch.setenv("SDC_DIFFUSION_CONTROLNET", tiny_controlnet)
+    assert np.array_equal(compose(decoded, missing, composer="diffusion", caption="a cat", config=diffusion_config),
+                          out)
+
+
+def test_a_missing_controlnet_is_a_one_line_bad_input_naming_it(photo_l1, diffusion_config, tmp_path):
+    _, decoded, missing = photo_l1
+    absent = str(tmp_path / "no-controlnet")
+    with pytest.raises(BadInputError, match="ControlNet .*no-controlnet.* SDC_DIFFUSION_CONTROLNET or config "
+                                            "'controlnet'") as err:
+        compose(decoded, missing, composer="diffusion", config=dict(diffusion_config, controlnet=absent))
+    assert "\n" not in str(err.value)
+    with pytest.raises(UsageError, match="control_scale"):
+        compose(decoded, missing, composer="diffusion", config=dict(diffusion_config, control_scale=-1))

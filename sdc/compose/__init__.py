@@ -10,9 +10,11 @@ composer replaces those pixels, and only those:
             low-pass), deterministic, ~0.2 s, no download; see
             :mod:`sdc.compose.smooth` for the measurements behind it
 "diffusion" text-guided inpainting with a diffusers inpainting pipeline,
-            prompted with the file's caption (:mod:`sdc.compose.diffusion`);
-            its weights must be local unless downloads are allowed, else a
-            one-line :class:`~sdc.errors.BadInputError` says how to get them
+            prompted with the file's caption, and with a ControlNet
+            conditioned on the decoded picture when one is named (DISCOVER's
+            composition; :mod:`sdc.compose.diffusion`); its weights must be
+            local unless downloads are allowed, else a one-line
+            :class:`~sdc.errors.BadInputError` says how to get them
 "auto"      "diffusion" when diffusers and the weights are available here,
             otherwise "smooth" with a :class:`ComposeFallbackWarning`
 =========== ============================================================
@@ -64,7 +66,8 @@ def compose(rgb: np.ndarray, missing: np.ndarray, *, composer: str, caption: str
         config: optional settings: "sigma" for "smooth" (see
             :mod:`sdc.compose.smooth`); "model", "allow_download", "steps",
             "strength", "guidance_scale", "negative_prompt", "seed", "size",
-            "device", "dtype" for "diffusion" (see :mod:`sdc.compose.diffusion`).
+            "device", "dtype", "controlnet", "control_scale" for "diffusion"
+            (see :mod:`sdc.compose.diffusion`).
 
     Returns:
         A new (H, W, 3) uint8 array, equal to `rgb` outside `missing`.
