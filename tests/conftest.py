@@ -22,6 +22,27 @@ ANALYSIS_ENV = ("SDC_CONFIG", "SDC_ANALYZER", "SDC_LMM_BASE_URL", "OPENAI_BASE_U
                 "SDC_SAM_CHECKPOINT", "SDC_ALLOW_DOWNLOAD")
 
 
+def sdc_cli(*args: str, stdin: str | None = None, cwd: Path | None = None, env: dict | None = None,
+            timeout: int = 300):
+    """`python -m sdc ARGS` in a fresh process, as a shell script runs it (text output)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sdc", *args], input=stdin, capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def coco_photos(folder: Path, n: int) -> list[Path]:
+    """The first `n` coco128 photos (by name, of different sizes) copied into `folder`, where a
+    batch may write beside them."""
+    import shutil
+
+    names = sorted(p.name for p in (COCO / "train2017").glob("*.jpg"))[:n]
+    for name in names:
+        shutil.copy(COCO / "train2017" / name, folder / name)
+    return [folder / name for name in names]
+
+
 def load_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     with Image.open(path) as im:
         im = im.convert("RGB")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import doctest
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,22 +14,12 @@ import pytest
 
 from sdc import batch
 
-from conftest import COCO, REPO
-
-
-def sdc_cli(*args: str, stdin: str | None = None, cwd: Path | None = None, timeout: int = 300):
-    return subprocess.run([sys.executable, "-m", "sdc", *args], input=stdin, capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+from conftest import COCO, REPO, coco_photos, sdc_cli
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
-    """Six COCO photos of different sizes, copied where the batch may write beside them."""
-    folder = tmp_path_factory.mktemp("photos")
-    names = sorted(p.name for p in (COCO / "train2017").glob("*.jpg"))[:6]
-    for name in names:
-        shutil.copy(COCO / "train2017" / name, folder / name)
-    return [folder / n for n in names]
+    return coco_photos(tmp_path_factory.mktemp("photos"), 6)
 
 
 def test_two_jobs_write_the_same_files_and_report_them_in_input_order(photos, tmp_path):

@@ -10,7 +10,6 @@ import doctest
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,12 +19,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from conftest import COCO
-
-
-def sdc_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
-    return subprocess.run([sys.executable, "-m", "sdc", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout)
+from conftest import COCO, coco_photos, sdc_cli
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +33,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[Path]:
-    """Five COCO photos of different sizes, copied where the batch may write beside them."""
-    folder = tmp_path_factory.mktemp("photos")
-    names = sorted(p.name for p in (COCO / "train2017").glob("*.jpg"))[:5]
-    for name in names:
-        shutil.copy(COCO / "train2017" / name, folder / name)
-    return [folder / n for n in names]
+    return coco_photos(tmp_path_factory.mktemp("photos"), 5)
 
 
 def manifest_lines(folder: Path) -> list[dict]:
