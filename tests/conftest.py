@@ -126,7 +126,7 @@ def exported_round_trip_psnr(weights_dir: Path, image: Path, quality: int = 6) -
     codec in `weights_dir`, e.g. weights a test has just trained and exported."""
     from sdc.levels import LEVELS
     from sdc.models.codec import SDCCodec
-    from sdc.training.network import latent_shape
+    from sdc.geometry import latent_shape
 
     codec = SDCCodec(weights_dir)
     rgb = load_rgb(image, (128, 96))

@@ -15,7 +15,7 @@ from sdc.training.channel_context import ChannelContext
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_context import IntegerChannelContext
 from sdc.models.integer_hyper import ACT_BITS
-from sdc.training.network import latent_shape
+from sdc.geometry import latent_shape
 from sdc.training.quantize import quantize_channel_context
 from sdc.training.torch_transforms import load_torch_weights as load_weights
 

@@ -13,7 +13,7 @@ import torch
 from sdc.errors import BadInputError
 from sdc.levels import LEVELS
 from sdc.models.codec import CodedImage, SDCCodec
-from sdc.training.network import LATENT_STRIDE, latent_shape
+from sdc.geometry import LATENT_STRIDE, latent_shape
 
 from conftest import load_rgb
 

@@ -12,7 +12,8 @@ from conftest import load_rgb
 from sdc.errors import UsageError
 from sdc.levels import LEVELS
 from sdc.models.codec import SDCCodec
-from sdc.training.network import LAMBDAS, SDCNet, extend_log_gains, lambda_ladder, latent_shape
+from sdc.geometry import latent_shape
+from sdc.training.network import LAMBDAS, SDCNet, extend_log_gains, lambda_ladder
 
 
 def test_the_ladder_is_a_prefix_of_itself():

@@ -11,7 +11,8 @@ from sdc.levels import LEVELS
 from sdc.models.codec import CodedImage
 from sdc.models.effort import EFFORT_STEPS
 from sdc.models.tiling import padded_input
-from sdc.training.network import LAMBDAS, latent_shape
+from sdc.geometry import latent_shape
+from sdc.training.network import LAMBDAS
 from sdc.training.refine import gaussian_bits, sga_round
 
 from conftest import SAMPLE, load_rgb

@@ -28,7 +28,7 @@ from sdc.bitstream import SdcFile, read_sdc, write_sdc
 from sdc.cli import cli
 from sdc.errors import FormatError
 from sdc.levels import LEVELS
-from sdc.training.network import latent_shape
+from sdc.geometry import latent_shape
 
 from bitstream_helpers import chunk_spans, header_length, patch_header, set_chunk
 from conftest import REPO, load_rgb

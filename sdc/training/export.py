@@ -24,7 +24,8 @@ from sdc.models.architecture import BLOCK_KEYS
 from sdc.models.codec import SDCCodec
 from sdc.models.integer_hyper import ACT_BITS
 from sdc.models.weights import save_weights
-from sdc.training.network import PAD_MULTIPLE, SDCNet, latent_shape
+from sdc.geometry import PAD_MULTIPLE, latent_shape
+from sdc.training.network import SDCNet
 from sdc.training.quantize import quantize_channel_context, quantize_hyper_synthesis
 from sdc.training.data import IMAGE_SUFFIXES
 from sdc.training.warm_start import ENTROPY_TABLE_KEYS, init_weights, lineage_steps, manifest_beside, trained_tensors

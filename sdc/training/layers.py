@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sdc.models.architecture import (BLOCK_KEYS, G_A_SCALE, G_S_SCALE, PLAIN_REACH_PX, RES_POSITIONS,  # noqa: F401
-                                     reach_px)
+from sdc.models.architecture import RES_POSITIONS
 
 
 def conv(cin: int, cout: int, k: int = 5, s: int = 2) -> nn.Conv2d:

@@ -35,9 +35,7 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from sdc.geometry import LATENT_STRIDE, PAD_MULTIPLE, latent_shape  # noqa: F401 (re-exported for training code)
 from sdc.models.architecture import DEFAULT_NUM_QUALITIES, Architecture
 from sdc.training.channel_context import ChannelContext
 from sdc.training.layers import build_transforms
@@ -193,14 +191,3 @@ class SDCNet(nn.Module):
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
-    """Replicate-pad (B, C, H, W) on the bottom/right to multiples of `multiple`."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
-
-

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from sdc.training.network import LATENT_STRIDE, PAD_MULTIPLE, SDCNet, quality_lambdas
+from sdc.geometry import LATENT_STRIDE, PAD_MULTIPLE
+from sdc.training.network import SDCNet, quality_lambdas
 
 
 def rd_loss(out: dict, x: torch.Tensor, qmap: torch.Tensor,

@@ -54,7 +54,8 @@ import torch
 
 from sdc.models.architecture import Architecture
 from sdc.training.channel_context import ChannelContext
-from sdc.training.network import LATENT_STRIDE, quality_lambdas
+from sdc.geometry import LATENT_STRIDE
+from sdc.training.network import quality_lambdas
 
 TAU_START, TAU_END = 0.5, 0.05  # SGA temperature, annealed geometrically
 LEARNING_RATE = 0.05  # Adam step on u, in quantization steps, for runs of up to REFERENCE_STEPS

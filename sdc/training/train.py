@@ -36,7 +36,8 @@ import torch
 from sdc.training.checkpoint import (RunStart, check_checkpoint_matches, checkpoint_config, load_checkpoint,
                                      resume_from_checkpoint, save_checkpoint)
 from sdc.training.data import load_images, random_batch, random_quality_maps
-from sdc.training.network import DEFAULT_NUM_QUALITIES, LATENT_STRIDE, PAD_MULTIPLE, SDCNet
+from sdc.geometry import LATENT_STRIDE, PAD_MULTIPLE
+from sdc.training.network import DEFAULT_NUM_QUALITIES, SDCNet
 from sdc.training.objective import balanced_quality_weights, learning_rate, validate
 from sdc.training.optim import (CompiledForward, Optimizers, make_optimizers, set_learning_rate, train_only_gains_from,
                                 training_step)
