@@ -49,7 +49,7 @@ from sdc.analysis import analyze, offline, rle  # noqa: E402
 from sdc.analysis.core import Analysis, DetectedObject  # noqa: E402
 from sdc.analysis.detectors import DarknetDetector  # noqa: E402
 from sdc.analysis.ranking import LABEL_PRIORS  # noqa: E402
-from sdc.training.network import latent_shape  # noqa: E402
+from sdc.geometry import latent_shape  # noqa: E402
 
 SHARED = Path(os.environ.get("SDC_SHARED", ROOT.parent / "shared"))
 COCO = SHARED / "data" / "coco128"

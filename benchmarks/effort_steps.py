@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     from sdc.levels import LEVELS
     from sdc.models.codec import default_codec
-    from sdc.training.network import latent_shape
+    from sdc.geometry import latent_shape
     from sdc.pipeline import refine_steps
 
     codec = default_codec()

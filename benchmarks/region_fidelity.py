@@ -45,7 +45,7 @@ def box_cells(H: int, W: int, stride: int) -> tuple[int, int, int, int]:
 
 
 def maps(H: int, W: int):
-    from sdc.training.network import LATENT_STRIDE, latent_shape
+    from sdc.geometry import LATENT_STRIDE, latent_shape
 
     lh, lw = latent_shape(H, W)
     i0, i1, j0, j1 = box_cells(H, W, LATENT_STRIDE)
@@ -129,7 +129,7 @@ def report(summary) -> str:
 def save_figure(fig, path: Path) -> None:
     from PIL import Image, ImageDraw
 
-    from sdc.training.network import LATENT_STRIDE as S
+    from sdc.geometry import LATENT_STRIDE as S
 
     i0, i1, j0, j1 = fig["cells"]
     rgb, mask = fig["rgb"], fig["mask"]

@@ -40,7 +40,7 @@ def grid_blockiness(img: np.ndarray, where: np.ndarray, stride: int = 16) -> flo
 def partial_decode(codec, rgb: np.ndarray, group_map: np.ndarray, levels: tuple[str, ...]):
     """(decoded image, missing mask): `rgb` coded with `group_map`, only `levels` kept."""
     from sdc.levels import LEVEL_INDEX
-    from sdc.training.network import LATENT_STRIDE
+    from sdc.geometry import LATENT_STRIDE
 
     coded = codec.encode(rgb, group_map, LEVEL_QUALITIES, levels=levels)
     decoded = codec.decode(coded)
@@ -52,7 +52,7 @@ def partial_decode(codec, rgb: np.ndarray, group_map: np.ndarray, levels: tuple[
 @pytest.fixture(scope="module")
 def astronaut_l1(codec):
     """Astronaut (384x384 crop): face = L1, flag strip = L2 decoded; the rest (72 %) missing."""
-    from sdc.training.network import latent_shape
+    from sdc.geometry import latent_shape
 
     truth = load_rgb(SAMPLE, (384, 384))
     gmap = np.full(latent_shape(384, 384), 3, np.uint8)
@@ -65,7 +65,7 @@ def astronaut_l1(codec):
 @pytest.fixture(scope="module")
 def photo_l1(codec, shared):
     """A shared photo (317x203 centre crop, not a multiple of 16): only a central L1 box decoded (78 % missing)."""
-    from sdc.training.network import latent_shape
+    from sdc.geometry import latent_shape
 
     full = load_rgb(shared / "data" / "val" / "wiki_046.png")
     y0, x0 = full.shape[0] // 2 - 100, full.shape[1] // 2 - 150
