@@ -5,10 +5,10 @@ import click
 
 from sdc.errors import UsageError
 
-from .io import STDIO, gather_inputs, plan_manifest, plan_outputs, plan_tasks
+from .io import STDIO, gather_inputs, plan_outputs
 from .options import (analysis_config, analyzer_option, batch_options, check_batch_runner, force_option, lmm_options,
                       max_pixels_option)
-from .report import run_batch, warn
+from .report import run_command_batch
 
 
 @click.command("analyze")
@@ -52,11 +52,8 @@ def command(inputs, output, analyzer, task, lmm_url, lmm_model, draw, force, job
             raise UsageError("--draw needs a file name")
     options = {"analyzer": analyzer, "task": task, "config": analysis_config(lmm_url, lmm_model),
                "draw": draw_dst, "force": force, "max_pixels": max_pixels}
-    planned, skipped = plan_tasks("analyze", inputs, outs, {}, options, jobs, ray)
-    if skipped:
-        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
-    manifest = plan_manifest(manifest, output, ray, inputs, outs)
-    rows, worst = run_batch("analysing", planned, jobs, ray=ray, manifest=manifest)
+    rows, worst = run_command_batch("analyze", "analysing", inputs, outs, {}, options, output=output, jobs=jobs,
+                                    ray=ray, manifest=manifest)
     for row in rows:
         summary = ", ".join(f"{n} {lv}" for lv, n in sorted(row["levels"].items())) or "no objects"
         click.echo(f"{row['file']}: analyzer {row['analyzer']}: {summary} ({row['seconds']:.2f} s)", err=True)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import click
 
-from .io import gather_inputs, plan_manifest, plan_outputs, plan_tasks, refuse_non_sdc, sniff
+from .io import gather_inputs, plan_outputs, refuse_non_sdc, sniff
 from .options import (batch_options, check_batch_runner, force_option, max_pixels_option, parse_level_option,
                       quiet_option)
-from .report import console, escape_names, fmt_bytes, run_batch, warn
+from .report import console, escape_names, fmt_bytes, run_command_batch
 
 
 @click.command("decode")
@@ -48,11 +48,8 @@ def command(inputs, output, levels_spec, composer, force, jobs, ray, manifest, s
     rejected = sniff(inputs, refuse_non_sdc)
     outs = plan_outputs(inputs, output, ".png", force, skip=rejected, skip_existing=skip_existing)
     options = {"settings": settings, "force": force, "max_pixels": max_pixels}
-    planned, skipped = plan_tasks("decode", inputs, outs, rejected, options, jobs, ray)
-    if skipped:
-        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
-    manifest = plan_manifest(manifest, output, ray, inputs, outs)
-    rows, worst = run_batch("decoding", planned, jobs, ray=ray, manifest=manifest)
+    rows, worst = run_command_batch("decode", "decoding", inputs, outs, rejected, options, output=output, jobs=jobs,
+                                    ray=ray, manifest=manifest)
     if rows and not quiet:
         _table(console(stderr=True), rows)
     return worst

@@ -10,10 +10,10 @@ import click
 
 from sdc.levels import DEFAULT_QUALITY, LEVELS
 
-from .io import gather_inputs, plan_manifest, plan_outputs, plan_tasks, sniff
+from .io import gather_inputs, plan_outputs, sniff
 from .options import (analysis_config, analyzer_option, batch_options, check_batch_runner, force_option, lmm_options,
                       max_pixels_option, parse_level_option, parse_quality_options, quiet_option)
-from .report import console, escape_names, fmt_bytes, run_batch, warn
+from .report import console, escape_names, fmt_bytes, run_command_batch
 
 EFFORT_HELP = ("Encoder effort: 1 codes the analysis transform's latent as it is; 2 to 4 refine it by gradient "
                "descent first (2: 20 steps on y; 3: that, and 20 steps on z and y then 20 on y; 4: as 3, and 80 "
@@ -74,11 +74,8 @@ def command(inputs, output, q, quality_spec, levels_spec, regions, analyzer, tas
     rejected = sniff(inputs, api.refuse_sdc)
     outs = plan_outputs(inputs, output, ".sdc", force, skip=rejected, skip_existing=skip_existing)
     options = {"settings": settings, "regions": regions_json, "force": force, "max_pixels": max_pixels}
-    planned, skipped = plan_tasks("encode", inputs, outs, rejected, options, jobs, ray)
-    if skipped:
-        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
-    manifest = plan_manifest(manifest, output, ray, inputs, outs)
-    rows, worst = run_batch("encoding", planned, jobs, ray=ray, manifest=manifest)
+    rows, worst = run_command_batch("encode", "encoding", inputs, outs, rejected, options, output=output, jobs=jobs,
+                                    ray=ray, manifest=manifest)
     if rows and not quiet:
         _table(console(stderr=True), rows)
     return worst

@@ -80,6 +80,21 @@ def progress(total: int):
                     disable=not con.is_terminal)
 
 
+def run_command_batch(command: str, verb: str, inputs: Sequence[str], outs: Sequence[str | None],
+                      rejected: dict, options: dict, *, output: str | None, jobs: int, ray: str | None,
+                      manifest: str | None) -> tuple[list[dict], int]:
+    """The batch of a command whose outputs are planned (:func:`sdc.cli.io.plan_outputs`):
+    its tasks and its manifest planned, then run (:func:`run_batch`). `manifest` is the
+    --manifest option."""
+    from .io import plan_manifest, plan_tasks
+
+    planned, skipped = plan_tasks(command, inputs, outs, rejected, options, jobs, ray)
+    if skipped:
+        warn(f"skipped {skipped} input(s) whose output exists (--skip-existing)")
+    manifest = plan_manifest(manifest, output, ray, inputs, outs)
+    return run_batch(verb, planned, jobs, ray=ray, manifest=manifest)
+
+
 def run_batch(verb: str, planned: Sequence[tuple[str, object]], jobs: int = 1, *, ray: str | None = None,
               manifest: str | None = None) -> tuple[list[dict], int]:
     """Run a batch planned as (label, Task or the SdcError that rejected the input) under a
