@@ -110,19 +110,11 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
     if qualities is None:
         q = DEFAULT_QUALITY if q is None else int(q)
         check_qualities({"L1": q}, codec.num_qualities)
-        if preset is None:
-            from sdc.task_coding import preset_for
-
-            preset = preset_for(task)
-    else:
-        preset = None
+    preset = coding_preset(qualities, task, preset)
     steps = refine_steps(effort)
     height, width = rgb.shape[:2]
     if analysis is None:
-        config = analysis_config
-        if preset is not None and preset.boxes:  # the preset codes boxes: no mask worth computing
-            config = {"masks": "box", **(analysis_config or {})}
-        analysis = _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, config)
+        analysis = analyze_for_encode(rgb, analyzer, task, analysis_config, preset)
     t1 = time.perf_counter()
     display_size, coded_analysis = None, analysis
     coded_size = _coded_size(width, height, preset.coding_point(q, codec.num_qualities)[0]) if preset else None
@@ -155,6 +147,30 @@ def encode_image(rgb: np.ndarray, *, q: int | None = None, qualities: dict[str, 
     data = write_sdc(sdc)
     t3 = time.perf_counter()
     return EncodeResult(data, analysis, t3 - t0, {"analysis": t1 - t0, "codec": t2 - t1, "container": t3 - t2})
+
+
+def coding_preset(qualities: dict[str, int] | None, task: str | None, preset=None):
+    """The task preset encode_image codes with: none when each level's quality is given by hand."""
+    if qualities is not None:
+        return None
+    if preset is not None:
+        return preset
+    from sdc.task_coding import preset_for
+
+    return preset_for(task)
+
+
+def analyze_for_encode(rgb: np.ndarray, analyzer: str = "auto", task: str | None = None,
+                       analysis_config: dict | None = None, preset=None):
+    """The analysis encode_image codes `rgb` with when it is given none (`preset`: its
+    :func:`coding_preset`). A caller may run it apart, in another process (sdc.batch on
+    Ray: on a GPU worker), and hand the result to encode_image as `analysis`: the same file."""
+    from PIL import Image
+
+    config = analysis_config
+    if preset is not None and preset.boxes:  # the preset codes boxes: no mask worth computing
+        config = {"masks": "box", **(analysis_config or {})}
+    return _analyze_or_fallback(Image.fromarray(rgb), analyzer, task, config)
 
 
 def _coding_plan(analysis, grid: tuple[int, int], q: int | None, qualities: dict[str, int] | None, preset,

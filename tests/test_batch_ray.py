@@ -1,8 +1,11 @@
-"""Batches on Ray (--ray): the same files as --jobs 1, the manifest, resuming, and a worker killed mid-run.
+"""Batches on Ray (--ray): the same files as --jobs 1, the manifest, resuming, a worker killed mid-run,
+and an encode's model analysis on the GPU workers.
 
-One real Ray cluster (2 CPUs) serves the module: this process starts it and
-the CLI processes join it by its address (starting Ray takes seconds). One
-test starts its own instance through `--ray local`.
+One real Ray cluster (2 CPUs and a GPU, declared: Ray counts what it is told,
+and torch, seeing none, runs the models on the CPU) serves the module: this
+process starts it and the CLI processes join it by its address (starting Ray
+takes seconds). One test starts its own instance, without a GPU, through
+`--ray local`.
 """
 from __future__ import annotations
 
@@ -24,8 +27,8 @@ from conftest import COCO, coco_photos, sdc_cli
 
 @pytest.fixture(scope="module")
 def cluster():
-    """The address of a Ray cluster of 2 CPUs on this machine, stopped after the module."""
-    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+    """The address of a Ray cluster of 2 CPUs and 1 GPU (declared) on this machine, stopped after the module."""
+    context = ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR",
                        log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
@@ -184,6 +187,77 @@ def test_a_retry_keeps_the_output_its_lost_attempt_wrote_and_refuses_any_other(t
     dst.write_bytes(dst.read_bytes()[:-1])  # someone else's file
     with pytest.raises(UsageError, match="exists"):
         run_task(task, retry=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_grounding_dino(tmp_path_factory, one_thread) -> Path:
+    import analysis_tiny_models as tiny
+
+    return tiny.grounding_dino(tmp_path_factory.mktemp("tiny") / "gdino")
+
+
+def planned_encode(photos: list[Path], out: Path, options: dict, skip_existing: bool = False):
+    """The tasks `sdc encode PHOTOS -o OUT/ --ray ...` runs (with --skip-existing: none whose output
+    exists), planned by the CLI's own functions, and how many were skipped."""
+    from sdc.cli.io import plan_outputs, plan_tasks
+
+    inputs = [str(p) for p in photos]
+    outs = plan_outputs(inputs, f"{out}/", ".sdc", False, skip_existing=skip_existing)
+    planned, skipped = plan_tasks("encode", inputs, outs, {}, options, ray="cluster")
+    return [task for _, task in planned], skipped
+
+
+def test_a_model_analyzer_runs_on_the_gpu_workers_and_the_files_are_those_of_one_job(
+        cluster, photos, tiny_grounding_dino, tmp_path):
+    from sdc import api
+    from sdc.batch import run_tasks, run_tasks_on_ray
+
+    # A config in the settings, not in the environment: the workers do not share the driver's.
+    config = {"grounding_model": str(tiny_grounding_dino), "box_threshold": 0.0, "text_threshold": 0.0,
+              "masks": "box", "ranker": "heuristic", "max_objects": 5}
+    settings = api.encode_settings(quality=3, task="count the people", analyzer="grounding-dino",
+                                   analysis_config=config)
+    options = {"settings": settings, "regions": None, "force": False, "max_pixels": None}
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos[0].read_bytes()[:300])
+    inputs = [*photos[:2], broken, *photos[2:]]  # a bad input among the others: an outcome in its place
+    one = list(run_tasks(planned_encode(inputs, tmp_path / "one", options)[0], 1))  # analysis in the codec call
+    out = tmp_path / "ray"
+    on_ray = list(run_tasks_on_ray(planned_encode(inputs, out, options)[0], cluster, manifest=out / "manifest"))
+    assert [task.src for task, _, _ in on_ray] == [str(p) for p in inputs]  # input order
+    assert [str(error) if error else None for _, _, error in on_ray] == \
+        [str(error) if error else None for _, _, error in one]
+    assert [error is None for _, _, error in on_ray] == [p != broken for p in inputs]
+    done = [(a, b) for (_, a, _), (_, b, _) in zip(one, on_ray) if b is not None]
+    # Analysed in the pool of GPU workers (the one GPU: one analyst), apart from the codec workers
+    # (which ask for no GPU), on the CPU since torch sees no GPU here.
+    analysts = {json.dumps(b["analysed_by"], sort_keys=True) for _, b in done}
+    assert len(analysts) == 1
+    where = json.loads(analysts.pop())
+    assert where["gpus"] == ["0"] and where["device"] == "cpu" and where["pid"] != os.getpid()
+    untimed = lambda row: {k: v for k, v in row.items() if k not in ("seconds", "output")}  # noqa: E731
+    for a, b in done:
+        assert untimed(b["row"]) == untimed(a["row"]) and b["warnings"] == a["warnings"]
+        assert b["row"]["analyzer"] == "grounding-dino(gdino)/box/heuristic"
+    assert sum(b["row"]["objects"] for _, b in done) > 0  # the regions come from the model
+    for photo in photos:
+        name = photo.with_suffix(".sdc").name
+        assert (out / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    lines = [json.loads(line) for line in (out / "manifest").read_text().splitlines()]
+    assert [(line["src"], line["status"]) for line in lines] == \
+        [(str(p), "failed" if p == broken else "done") for p in inputs]
+
+    lost = out / photos[1].with_suffix(".sdc").name  # a batch cut short: one output missing
+    lost.unlink()
+    kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*.sdc")}
+    tasks, skipped = planned_encode(photos, out, options, skip_existing=True)
+    assert skipped == len(kept) and [task.dst for task in tasks] == [str(lost)]
+    again = list(run_tasks_on_ray(tasks, cluster, manifest=out / "manifest"))
+    assert [(task.dst, error) for task, _, error in again] == [(str(lost), None)]
+    assert lost.read_bytes() == (tmp_path / "one" / lost.name).read_bytes()
+    assert all((p.stat().st_ino, p.stat().st_mtime_ns) == k for p, k in kept.items())  # nothing written twice
+    assert planned_encode(photos, out, options, skip_existing=True) == ([], len(photos))  # nothing left to redo
+    assert len((out / "manifest").read_text().splitlines()) == len(inputs) + 1
 
 
 def test_the_ray_runner_examples_run():

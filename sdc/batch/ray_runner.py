@@ -10,6 +10,17 @@
               and the analyzer once
     outcomes ◀── in input order: (task, {"row", "warnings", "seconds"} or None, SdcError or None)
 
+`sdc encode` with a model analyzer on a cluster with GPUs splits each task in two::
+
+    tasks ──▶ the driver, as above, with a window over both kinds of workers
+          ──▶ SdcAnalyst actors, one per GPU: read the input, run its analysis
+              (:func:`sdc.batch.tasks.analyse`), models on the GPU; write nothing
+          ──▶ SdcWorker actors, one per CPU left, given a task once it is analysed:
+              code the input with that analysis (an Analysed: plain data, handed
+              from actor to actor by Ray's object store, never through the driver
+              or a file) and write the output, as above
+    outcomes ◀── in input order, as above; result["analysed_by"] says which analyst ran it
+
 The contract is :func:`sdc.batch.run_tasks`'s: a bad input (exit code 2) is
 an outcome with its error; anything else (a usage error, a bug, a worker that
 keeps dying) stops the batch and is raised here, as one line.
@@ -30,17 +41,28 @@ OpenCV thread pools on one thread: one image per core keeps every core busy.
 `sdc analyze` is analysis only: with an analyzer that runs torch models
 (GPU_ANALYZERS) on a cluster with GPUs (`ray.cluster_resources()` has
 "GPU"), its workers ask for one GPU each and run the models on it (config
-`device = "cuda"` unless the config names another device). Otherwise, and
-for "auto" (which picks its backend on each worker's machine), they are CPU
-workers like the others: the offline analyzer runs on OpenCV and gains
-nothing from a GPU. `sdc encode` runs its analysis inside the codec call, so
-its workers are CPU workers on any cluster.
+`device = "cuda"` unless the config names another device; "cpu" where torch
+sees no GPU, so that a GPU Ray was told of but torch cannot use still gives
+results). Otherwise, and for "auto" (which picks its backend on each
+worker's machine), they are CPU workers like the others: the offline
+analyzer runs on OpenCV and gains nothing from a GPU.
+
+`sdc encode` with such an analyzer on such a cluster (and no --regions)
+runs its analyses apart from the codec calls: an SdcAnalyst asks for one GPU
+and one CPU, and min(GPUs, CPUs - 1) of them start, before the codec workers
+(one per CPU left), so that those never take the CPUs a GPU's machine needs
+to place them. The codec workers code with the analysis they are handed
+(:func:`sdc.pipeline.analyze_for_encode` is what the codec call would have
+run): the same bytes as an encode that analyses itself. Otherwise (no GPU,
+the offline or "auto" analyzer, regions given, a single CPU) an encode's
+workers analyse and code in one call, on the CPU.
 
 A lost worker (killed, out of memory, its machine gone) is restarted by Ray
 (`max_restarts=-1`) and the tasks it held are run again (at most
 MAX_TASK_RETRIES times each; a task that kills its worker more often stops
-the batch). A restarted worker treats every task it gets as one that may
-have run before: it removes the temporary file a lost attempt may have left
+the batch). An analyst writes nothing: what it held is simply analysed
+again. A restarted SdcWorker treats every task it gets as one that may have
+run before: it removes the temporary file a lost attempt may have left
 (:func:`sdc.cli.io.remove_temporaries`), then codes the input again; if the
 lost attempt had already put its output in place (outputs are written
 atomically: complete or absent), that output holds exactly the bytes this run
@@ -55,6 +77,7 @@ same path, and sdc (same version, same weights) installed on every machine.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import deque
@@ -64,7 +87,7 @@ from itertools import chain
 from sdc.errors import SdcError, UsageError
 
 from .pool import available_cores, worker_init
-from .tasks import Task, attempt
+from .tasks import Analysed, Task, analyse, attempt
 
 IN_FLIGHT_PER_WORKER = 2  # one image running, the next one queued: a worker never waits on the driver
 WINDOW_PER_WORKER = 8  # submitted but not yet reported: bounds what waits behind a slow image
@@ -104,9 +127,10 @@ class SdcWorker:
         self.restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self.use_gpu = bool(ray.get_gpu_ids())
 
-    def run(self, task: Task) -> tuple[dict | None, SdcError | None]:
+    def run(self, task: Task, analysed: Analysed | None = None) -> tuple[dict | None, SdcError | None]:
+        """Run `task`; with `analysed` (an encode task analysed by an SdcAnalyst), code it with that analysis."""
         if self.use_gpu and task.command == "analyze":
-            task = _on_gpu(task)
+            task = on_device(task, gpu_device())
         if self.restarted:
             from sdc.cli.io import remove_temporaries
 
@@ -114,21 +138,58 @@ class SdcWorker:
             if task.options.get("draw"):
                 remove_temporaries(task.options["draw"])
         try:
-            return attempt(task, retry=self.restarted)
+            return attempt(task, retry=self.restarted, analysed=analysed)
         except SdcError as e:  # a usage error: the driver raises it, as one line (not Ray's traceback)
             return None, e
 
 
-def _on_gpu(task: Task) -> Task:
-    """An analyze task with its models on the GPU Ray gave this worker, unless the config names a device."""
+class SdcAnalyst:
+    """An analysis worker of an encode batch (a Ray actor holding a GPU): runs the analysis of
+    each task it gets, models on its GPU, loaded on its first task; writes nothing."""
+
+    def __init__(self, workdir: str, threads: int = 1):
+        import ray
+
+        worker_init(threads)
+        if os.path.isdir(workdir):
+            os.chdir(workdir)
+        self.where = {"pid": os.getpid(), "gpus": [str(g) for g in ray.get_gpu_ids()], "device": gpu_device()}
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, task: Task) -> Analysed:
+        from dataclasses import replace
+
+        return replace(analyse(on_device(task, self.where["device"])), where=self.where)
+
+
+@functools.cache  # torch and CUDA answer the same for the life of the process
+def gpu_device() -> str:
+    """The torch device of the GPU Ray gave this process (CUDA_VISIBLE_DEVICES names it): "cuda",
+    or "cpu" when torch cannot reach it (torch without CUDA, a GPU Ray was told of that is not
+    there), where the models still run and give the same analysis, only slower."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"  # the analyzer says what it lacks, with its own message
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def on_device(task: Task, device: str) -> Task:
+    """An analyze or encode task with its analysis models on `device`, unless its config names a device."""
     from dataclasses import replace
 
     from sdc.analysis.config import resolve_config
 
-    config = dict(task.options.get("config") or {})
-    if resolve_config(config).get("device", "cpu") == "cpu":
-        config["device"] = "cuda"
-    return replace(task, options={**task.options, "config": config})
+    settings = task.options.get("settings")
+    config = dict((task.options.get("config") if task.command == "analyze" else settings.analysis_config) or {})
+    if device == "cpu" or resolve_config(config).get("device", "cpu") != "cpu":
+        return task
+    config["device"] = device
+    if task.command == "analyze":
+        return replace(task, options={**task.options, "config": config})
+    return replace(task, options={**task.options, "settings": replace(settings, analysis_config=config)})
 
 
 def run_tasks_on_ray(tasks: Iterable[Task], address: str, *, manifest=None) -> Iterator[Outcome]:
@@ -159,7 +220,8 @@ def _run(tasks: Iterator[Task], first: Task, address: str) -> Iterator[Outcome]:
         _connect(ray, address)
     try:
         # The workers end with their handles: when this generator ends, or the driver leaves the cluster.
-        yield from _dispatch(ray, _start_workers(ray, first), tasks)
+        analysts, workers = _start_workers(ray, first)
+        yield from _dispatch(ray, workers, tasks, analysts)
     finally:
         if started_here:
             ray.shutdown()
@@ -192,58 +254,118 @@ def _check_reachable(address: str) -> None:
 
 def worker_resources(total: dict, task: Task) -> tuple[int, dict]:
     """How many workers to start for a batch of tasks like `task`, and what each one asks
-    Ray for, on a cluster with the resources `total` (see the module's docstring).
+    Ray for, on a cluster with the resources `total` (see the module's docstring); the
+    analysts (:func:`analyst_count`) come on top.
 
+    >>> from sdc import api
     >>> from sdc.batch import Task
-    >>> from sdc.batch.ray_runner import worker_resources
-    >>> worker_resources({"CPU": 64.0, "GPU": 4.0}, Task("analyze", "a.jpg", "a.json", {"analyzer": "owlv2"}))
+    >>> from sdc.batch.ray_runner import analyst_count, worker_resources
+    >>> total = {"CPU": 64.0, "GPU": 4.0}
+    >>> worker_resources(total, Task("analyze", "a.jpg", "a.json", {"analyzer": "owlv2"}))
     (4, {'num_cpus': 1, 'num_gpus': 1})
-    >>> worker_resources({"CPU": 64.0, "GPU": 4.0}, Task("encode", "a.jpg", "a.sdc", {}))
+    >>> worker_resources(total, Task("encode", "a.jpg", "a.sdc", {}))
     (64, {'num_cpus': 1})
+    >>> owlv2 = Task("encode", "a.jpg", "a.sdc", {"settings": api.encode_settings(analyzer="owlv2")})
+    >>> analyst_count(total, owlv2), worker_resources(total, owlv2)
+    (4, (60, {'num_cpus': 1}))
+    >>> analyst_count({"CPU": 64.0}, owlv2), analyst_count({"CPU": 1.0, "GPU": 1.0}, owlv2)
+    (0, 0)
     """
     gpus = int(total.get("GPU", 0))
     if gpus and task.command == "analyze" and task.options.get("analyzer") in GPU_ANALYZERS:
         return gpus, {"num_cpus": 1, "num_gpus": 1}
-    return max(1, int(total.get("CPU", 1))), {"num_cpus": 1}
+    return max(1, int(total.get("CPU", 1)) - analyst_count(total, task)), {"num_cpus": 1}
 
 
-def _start_workers(ray, first: Task) -> list:
-    count, resources = worker_resources(ray.cluster_resources(), first)
-    actor = ray.remote(SdcWorker).options(max_restarts=-1, max_task_retries=MAX_TASK_RETRIES, **resources)
-    return [actor.remote(os.getcwd(), 1) for _ in range(count)]
+def analyst_count(total: dict, task: Task) -> int:
+    """How many SdcAnalyst actors (one GPU and one CPU each) analyse a batch of tasks like `task`
+    apart from its codec workers, on a cluster with the resources `total`: 0, the analysis then
+    runs in the codec call, unless `task` is an encode whose analyzer runs torch models."""
+    analyzer = getattr(task.options.get("settings"), "analyzer", None)
+    if task.command != "encode" or task.options.get("regions") is not None or analyzer not in GPU_ANALYZERS:
+        return 0
+    return max(0, min(int(total.get("GPU", 0)), int(total.get("CPU", 1)) - 1))  # a CPU left for a codec worker
 
 
-def _dispatch(ray, workers: list, tasks: Iterator[Task]) -> Iterator[Outcome]:
-    """Keep every worker busy, the number of tasks out bounded; yield outcomes in input order."""
-    busy = [0] * len(workers)  # tasks submitted to each worker and not finished
-    pending: deque = deque()  # (task, ref) in input order, not yet yielded
-    running: dict = {}  # ref -> index of its worker, for the refs not finished
-    window = WINDOW_PER_WORKER * len(workers)
+def _start_workers(ray, first: Task) -> tuple[list, list]:
+    """(analysts, codec workers): no analysts unless the analysis runs apart (the module's docstring)."""
+    total = ray.cluster_resources()
+    restarts = {"max_restarts": -1, "max_task_retries": MAX_TASK_RETRIES}
+    analysts = []
+    if analyst_count(total, first):
+        actor = ray.remote(SdcAnalyst).options(num_cpus=1, num_gpus=1, **restarts)
+        analysts = [actor.remote(os.getcwd(), 1) for _ in range(analyst_count(total, first))]
+        # Placed first: codec workers started with them could take the CPUs of the GPUs' machines.
+        ray.get([a.ready.remote() for a in analysts])
+    count, resources = worker_resources(total, first)
+    actor = ray.remote(SdcWorker).options(**restarts, **resources)
+    return analysts, [actor.remote(os.getcwd(), 1) for _ in range(count)]
+
+
+class _Pool:
+    """Workers of one kind, and how many tasks each one holds (submitted, not finished)."""
+
+    def __init__(self, workers: list):
+        self.workers = workers
+        self.busy = [0] * len(workers)
+
+    def has_room(self) -> bool:
+        return min(self.busy) < IN_FLIGHT_PER_WORKER
+
+    def submit(self, *args) -> tuple[int, object]:
+        """(the worker's index, the ref of its run(*args)), on the least busy worker."""
+        w = min(range(len(self.workers)), key=self.busy.__getitem__)
+        self.busy[w] += 1
+        return w, self.workers[w].run.remote(*args)
+
+
+class _Item:
+    """A task submitted and not yet reported: the ref of its last stage, and whether that is its coding."""
+
+    __slots__ = ("task", "ref", "coded")
+
+    def __init__(self, task: Task, ref, coded: bool):
+        self.task, self.ref, self.coded = task, ref, coded
+
+
+def _dispatch(ray, workers: list, tasks: Iterator[Task], analysts: list = ()) -> Iterator[Outcome]:
+    """Keep every worker busy, the number of tasks out bounded; yield outcomes in input order.
+    With `analysts`, each task is analysed by one of them first, then coded by one of `workers`."""
+    coders = _Pool(workers)
+    first = _Pool(analysts) if analysts else coders
+    pending: deque = deque()  # _Items in input order, not yet yielded
+    running: dict = {}  # ref -> (its pool, its worker's index, its _Item), for the refs not finished
+    analysed: deque = deque()  # _Items analysed, waiting for room in a codec worker
+    window = WINDOW_PER_WORKER * (len(workers) + len(analysts))
     exhausted = False
     try:
         while True:
-            while not exhausted and len(pending) < window:
-                w = min(range(len(workers)), key=busy.__getitem__)
-                if busy[w] >= IN_FLIGHT_PER_WORKER:
-                    break
+            while analysed and coders.has_room():  # analysed first: what is started gets finished
+                item = analysed.popleft()
+                w, item.ref = coders.submit(item.task, item.ref)  # Ray hands the analysis to the codec worker
+                item.coded = True
+                running[item.ref] = (coders, w, item)
+            while not exhausted and len(pending) < window and first.has_room():
                 task = next(tasks, None)
                 if task is None:
                     exhausted = True
                     break
-                ref = workers[w].run.remote(task)
-                busy[w] += 1
-                running[ref] = w
-                pending.append((task, ref))
+                w, ref = first.submit(task)
+                pending.append(_Item(task, ref, first is coders))
+                running[ref] = (first, w, pending[-1])
             if not pending:
                 return
-            task, ref = pending[0]
-            if ref in running:  # the next one to report is not finished: wait for any
+            item = pending[0]
+            if item.ref in running or not item.coded:  # the next one to report is not finished: wait for any
                 ready, _ = ray.wait(list(running), num_returns=1)
                 for done in ready:
-                    busy[running.pop(done)] -= 1
+                    pool, w, finished = running.pop(done)
+                    pool.busy[w] -= 1
+                    if not finished.coded:
+                        analysed.append(finished)
                 continue
             pending.popleft()
-            yield (task, *_outcome(ray, task, ref))
+            yield (item.task, *_outcome(ray, item.task, item.ref))
     except Exception:
         # The batch stops (a usage error, a bug): the few tasks out (IN_FLIGHT_PER_WORKER a
         # worker) finish before the workers go, so that none is killed while writing.
