@@ -197,3 +197,33 @@ def spy(monkeypatch):
     monkeypatch.setattr(pipeline, "encode_image", encode_image)
     monkeypatch.setattr(pipeline, "decode_sdc", decode_sdc)
     return calls
+
+
+# ----------------------------------------------------------------- partial decodes (composers)
+LEVEL_QUALITIES = {"L1": 4, "L2": 4, "L3": 4, "other": 4}
+
+
+def partial_decode(codec, rgb: np.ndarray, group_map: np.ndarray, levels: tuple[str, ...]):
+    """(decoded image, missing mask): `rgb` coded with `group_map`, only `levels` kept."""
+    from sdc.levels import LEVEL_INDEX
+    from sdc.geometry import LATENT_STRIDE
+
+    coded = codec.encode(rgb, group_map, LEVEL_QUALITIES, levels=levels)
+    decoded = codec.decode(coded)
+    kept = np.isin(group_map, [LEVEL_INDEX[lv] for lv in levels])
+    missing = np.repeat(np.repeat(~kept, LATENT_STRIDE, 0), LATENT_STRIDE, 1)[: rgb.shape[0], : rgb.shape[1]]
+    return decoded, missing
+
+
+@pytest.fixture(scope="module")
+def photo_l1(codec, shared):
+    """A shared photo (317x203 centre crop, not a multiple of 16): only a central L1 box decoded (78 % missing)."""
+    from sdc.geometry import latent_shape
+
+    full = load_rgb(shared / "data" / "val" / "wiki_046.png")
+    y0, x0 = full.shape[0] // 2 - 100, full.shape[1] // 2 - 150
+    truth = np.ascontiguousarray(full[y0:y0 + 203, x0:x0 + 317])
+    gmap = np.full(latent_shape(*truth.shape[:2]), 3, np.uint8)
+    gmap[3:10, 6:14] = 0
+    decoded, missing = partial_decode(codec, truth, gmap, ("L1",))
+    return truth, decoded, missing

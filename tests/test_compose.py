@@ -13,12 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import REPO, SAMPLE, load_rgb
+from conftest import REPO, SAMPLE, load_rgb, partial_decode
 from sdc.compose import COMPOSERS, DEFAULT_COMPOSER, ComposeFallbackWarning, compose
 from sdc.errors import BadInputError, UsageError
-
-LEVEL_QUALITIES = {"L1": 4, "L2": 4, "L3": 4, "other": 4}
-
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
     err = (a.astype(np.float64) - b.astype(np.float64))[where] ** 2
@@ -37,18 +34,6 @@ def grid_blockiness(img: np.ndarray, where: np.ndarray, stride: int = 16) -> flo
     return float(on / off)
 
 
-def partial_decode(codec, rgb: np.ndarray, group_map: np.ndarray, levels: tuple[str, ...]):
-    """(decoded image, missing mask): `rgb` coded with `group_map`, only `levels` kept."""
-    from sdc.levels import LEVEL_INDEX
-    from sdc.geometry import LATENT_STRIDE
-
-    coded = codec.encode(rgb, group_map, LEVEL_QUALITIES, levels=levels)
-    decoded = codec.decode(coded)
-    kept = np.isin(group_map, [LEVEL_INDEX[lv] for lv in levels])
-    missing = np.repeat(np.repeat(~kept, LATENT_STRIDE, 0), LATENT_STRIDE, 1)[: rgb.shape[0], : rgb.shape[1]]
-    return decoded, missing
-
-
 @pytest.fixture(scope="module")
 def astronaut_l1(codec):
     """Astronaut (384x384 crop): face = L1, flag strip = L2 decoded; the rest (72 %) missing."""
@@ -62,23 +47,9 @@ def astronaut_l1(codec):
     return truth, decoded, missing
 
 
-@pytest.fixture(scope="module")
-def photo_l1(codec, shared):
-    """A shared photo (317x203 centre crop, not a multiple of 16): only a central L1 box decoded (78 % missing)."""
-    from sdc.geometry import latent_shape
-
-    full = load_rgb(shared / "data" / "val" / "wiki_046.png")
-    y0, x0 = full.shape[0] // 2 - 100, full.shape[1] // 2 - 150
-    truth = np.ascontiguousarray(full[y0:y0 + 203, x0:x0 + 317])
-    gmap = np.full(latent_shape(*truth.shape[:2]), 3, np.uint8)
-    gmap[3:10, 6:14] = 0
-    decoded, missing = partial_decode(codec, truth, gmap, ("L1",))
-    return truth, decoded, missing
-
-
 # ------------------------------------------------------------------ contract
 def test_names():
-    assert COMPOSERS == ("none", "smooth", "diffusion", "auto")
+    assert COMPOSERS == ("none", "smooth", "learned", "diffusion", "auto")
     assert DEFAULT_COMPOSER in COMPOSERS
 
 
@@ -185,11 +156,12 @@ def test_diffusion_without_weights_is_a_one_line_bad_input(photo_l1, tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_auto_falls_back_to_smooth_with_a_warning(photo_l1):
+def test_auto_falls_back_to_the_offline_default_with_a_warning(photo_l1):
     _, decoded, missing = photo_l1
-    with pytest.warns(ComposeFallbackWarning, match="composer 'auto'.*not available locally.*using 'smooth'"):
+    assert DEFAULT_COMPOSER == "learned"
+    with pytest.warns(ComposeFallbackWarning, match="composer 'auto'.*not available locally.*using 'learned'"):
         out = compose(decoded, missing, composer="auto", config={"model": "/nonexistent/sdc-model"})
-    assert np.array_equal(out, compose(decoded, missing, composer="smooth"))
+    assert np.array_equal(out, compose(decoded, missing, composer="learned"))
 
 
 def test_diffusion_without_diffusers_says_how_to_install(photo_l1, monkeypatch):

@@ -281,7 +281,7 @@ def decode_array(data: SdcSource, *, levels: Levels = None, composer: str | None
 
     levels: decode only these ("L1", "L1,L2", a list, or None for all the data
         holds); the regions of the others are predicted from the hyperprior.
-    composer: fill those regions for human eyes: "smooth", "diffusion", "auto"
+    composer: fill those regions for human eyes: "smooth", "learned", "diffusion", "auto"
         or "none" (:mod:`sdc.compose`).
 
     >>> import numpy as np, sdc

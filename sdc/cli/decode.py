@@ -22,7 +22,7 @@ from .report import console, escape_names, fmt_bytes, run_command_batch
 @click.option("--levels", "levels_spec", default="all", show_default=True, metavar="L1|L1,L2|all",
               help="Decode only these levels (the others are composed from what is present).")
 @click.option("--composer", metavar="NAME", default=None,
-              help="How to fill the regions of missing levels: none, smooth, diffusion or auto.")
+              help="How to fill the regions of missing levels: none, smooth, learned, diffusion or auto.")
 @force_option
 @batch_options
 @quiet_option
@@ -34,7 +34,7 @@ def command(inputs, output, levels_spec, composer, force, jobs, ray, manifest, s
     \b
     Examples:
       sdc decode photo.sdc                          # -> photo.png
-      sdc decode photo.sdc --levels L1 --composer smooth -o photo_L1.jpg
+      sdc decode photo.sdc --levels L1 --composer learned -o photo_L1.jpg
       sdc decode in/*.sdc -o out/
       head -c 3000 photo.sdc | sdc decode - -o partial.png
       sdc decode --from-list files.txt -o png/ -j 2 --skip-existing

@@ -1,0 +1,220 @@
+"""Train the learned composer on partial decodes (:mod:`sdc.training.composer_data`).
+
+The codec (encoder, hyperprior and g_s) stays frozen: the samples are its own
+partial decodes. The composer learns to complete the missing pixels from the
+decoded ones and the hyperprior fill. Its loss is an L1 distance to the original
+over the missing pixels, plus, with ``--adv W``, W times a hinge GAN loss from a
+patch discriminator (:class:`~sdc.training.composer_net.PatchDiscriminator`):
+the L1 term alone learns the conditional mean, which is blur again.
+
+    python -m sdc.training.composer_train --data DIR --val DIR --run RUN [--adv 0.01] [--minutes 50] [--steps N]
+    python -m sdc.training.composer_train --export RUN --out weights/
+
+Every few minutes the run directory gets ``composer.safetensors`` (the
+network), ``train.json`` (settings, steps, losses, validation L1) and, with
+``--adv``, ``discriminator.safetensors``. ``--export`` writes the ONNX file the
+runtime runs and its manifest (:data:`sdc.compose.learned.MANIFEST`).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CROP = 192
+
+
+def load_samples(folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """[(original (H, W, 3), partial (H, W, 3), missing pixels (H, W))] of every .npz in `folder`."""
+    from sdc.geometry import LATENT_STRIDE
+
+    samples = []
+    for path in sorted(folder.glob("*.npz")):
+        with np.load(path, allow_pickle=False) as npz:
+            original, partials, cells = npz["original"], npz["partial"], npz["missing_cells"]
+        h, w = original.shape[:2]
+        for partial, missing in zip(partials, cells):
+            pixels = np.repeat(np.repeat(missing, LATENT_STRIDE, 0), LATENT_STRIDE, 1)[:h, :w]
+            samples.append((original, partial, pixels))
+    if not samples:
+        raise SystemExit(f"no .npz samples in {folder}")
+    return samples
+
+
+def batch(samples, rng: np.random.Generator, size: int, crop: int = CROP):
+    """(inputs (N, 5, crop, crop), originals (N, 3, crop, crop), masks (N, 1, crop, crop)) float32 tensors.
+
+    Inputs are [partial decode, missing mask, fresh standard normal noise]."""
+    import torch
+
+    inputs, targets, masks = [], [], []
+    while len(inputs) < size:
+        original, partial, missing = samples[int(rng.integers(len(samples)))]
+        h, w = missing.shape
+        if h < crop or w < crop:
+            continue
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        window = (slice(y, y + crop), slice(x, x + crop))
+        m = missing[window]
+        if not m.any():
+            continue
+        flip = slice(None, None, -1 if rng.random() < 0.5 else 1)
+        m = m[:, flip].astype(np.float32)[None]
+        p = partial[window][:, flip].transpose(2, 0, 1).astype(np.float32) / 255
+        inputs.append(np.concatenate([p, m, rng.standard_normal(m.shape, dtype=np.float32)]))
+        targets.append(original[window][:, flip].transpose(2, 0, 1).astype(np.float32) / 255)
+        masks.append(m)
+    return tuple(torch.from_numpy(np.stack(a)) for a in (inputs, targets, masks))
+
+
+def hole_l1(out, target, mask):
+    return ((out - target).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
+
+
+def validate(net, samples) -> float:
+    """Mean absolute error (0..255) over the missing pixels of the validation samples, whole pictures."""
+    import torch
+
+    from sdc.compose.learned import padded
+
+    errors = []
+    with torch.no_grad():
+        for original, partial, missing in samples:
+            x, (h, w) = padded(partial, missing)
+            out = net(torch.from_numpy(x))[0, :, :h, :w].clamp(0, 1).numpy().transpose(1, 2, 0)
+            errors.append(np.abs(out * 255 - original)[missing].mean())
+    return float(np.mean(errors))
+
+
+def train(args) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from sdc.training.composer_net import ComposerNet, PatchDiscriminator
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    samples, val = load_samples(args.data), load_samples(args.val)
+    net = ComposerNet(head=args.head)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    disc = PatchDiscriminator() if args.adv > 0 else None
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999)) if disc else None
+    args.run.mkdir(parents=True, exist_ok=True)
+    log = {"settings": {k: str(v) for k, v in vars(args).items()}, "samples": len(samples), "history": []}
+    start, last_save, step, decayed = time.monotonic(), -float("inf"), 0, False
+    sums = np.zeros(3)
+    while True:
+        done = time.monotonic() - start >= 60 * args.minutes or (args.steps is not None and step >= args.steps)
+        if done or time.monotonic() - last_save >= 300:
+            entry = {"step": step, "minutes": (time.monotonic() - start) / 60,
+                     "l1": sums[0] / max(sums[2], 1), "adv": sums[1] / max(sums[2], 1),
+                     "val_l1": validate(net.eval(), val)}
+            net.train()
+            log["history"].append(entry)
+            log["steps"] = step
+            print(json.dumps(entry), flush=True)
+            save_file(net.state_dict(), str(args.run / "composer.safetensors"))
+            if disc:
+                save_file(disc.state_dict(), str(args.run / "discriminator.safetensors"))
+            (args.run / "train.json").write_text(json.dumps(log, indent=1))
+            last_save, sums = time.monotonic(), np.zeros(3)
+            if done:
+                return
+        if not decayed and time.monotonic() - start >= 0.8 * 60 * args.minutes:
+            decayed = True  # the last fifth at a fifth of the rate
+            for group in [*opt.param_groups, *(opt_d.param_groups if opt_d else [])]:
+                group["lr"] = args.lr / 5
+        x, target, mask = batch(samples, rng, args.batch, args.crop)
+        composed = torch.where(mask > 0, net(x), x[:, :3])
+        loss = l1 = hole_l1(composed, target, mask)
+        adv = torch.zeros(())
+        if disc:
+            fake = disc(composed, mask)
+            adv = -(fake * mask[:, :, ::8, ::8]).sum() / mask[:, :, ::8, ::8].sum().clamp_min(1.0)
+            loss = l1 + args.adv * adv
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if disc:
+            real_score, fake_score = disc(target, mask), disc(composed.detach(), mask)
+            loss_d = torch.relu(1 - real_score).mean() + torch.relu(1 + fake_score).mean()
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+        sums += (l1.item(), adv.item(), 1)
+        step += 1
+
+
+def export(run: Path, out: Path) -> None:
+    """composer.onnx and its manifest from a run directory."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sdc.compose.learned import MANIFEST, ONNX_FILE
+    from sdc.training.composer_net import ComposerNet
+
+    log = json.loads((run / "train.json").read_text())
+    net = ComposerNet(head=log["settings"].get("head", "shuffle"))
+    net.load_state_dict(load_file(str(run / "composer.safetensors")))
+    net.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 5, 64, 96)
+    with torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter, as for the codec's transforms (sdc.training.export_onnx)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (example,), str(out / ONNX_FILE), input_names=["input"], output_names=["picture"],
+                          dynamic_axes={"input": {2: "height", 3: "width"}, "picture": {2: "height", 3: "width"}},
+                          opset_version=17, dynamo=False)
+    digest = hashlib.sha256((out / ONNX_FILE).read_bytes()).hexdigest()
+    settings = log["settings"]
+    manifest = {
+        "format": "sdc-composer", "format_version": 1, "file": ONNX_FILE, "sha256": digest,
+        "network": {"name": "ComposerNet", "widths": list(net.widths), "dilations": list(net.dilations),
+                    "head": net.head_kind},
+        "layout": "NCHW float32, batch 1, [partial decode 0..1, missing mask, noise], sides multiples of 16",
+        "loss": f"L1 over missing pixels + {settings['adv']} x hinge GAN (patch discriminator)",
+        "steps": log["steps"], "batch": int(settings["batch"]), "crop": int(settings["crop"]), "samples": log["samples"],
+        "data": f"partial decodes of {settings['data']} by the shipped codec (sdc.training.composer_data)",
+        "validation_l1": log["history"][-1]["val_l1"],
+        "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--val", type=Path)
+    parser.add_argument("--run", type=Path)
+    parser.add_argument("--adv", type=float, default=0.0, help="weight of the GAN loss (0: L1 alone)")
+    parser.add_argument("--head", choices=("progressive", "shuffle"), default="progressive",
+                        help="the network's upsampling head (sdc.training.composer_net)")
+    parser.add_argument("--minutes", type=float, default=50)
+    parser.add_argument("--steps", type=int, help="stop after this many steps (or --minutes, whichever first)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=CROP, help="training crop side, a multiple of 16")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export", type=Path, metavar="RUN", help="export RUN's network instead of training")
+    parser.add_argument("--out", type=Path, default=Path("weights"))
+    args = parser.parse_args(argv)
+    if args.export:
+        export(args.export, args.out)
+    elif not (args.data and args.val and args.run):
+        parser.error("training needs --data, --val and --run")
+    elif args.crop % 16:
+        parser.error("--crop must be a multiple of 16")
+    else:
+        train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
