@@ -6,11 +6,11 @@ composer replaces those pixels, and only those:
 
 =========== ============================================================
 "none"      return the decode as is
-"smooth"    deblock the hyperprior fill (a Gaussian low-pass), 0.03 s;
+"smooth"    deblock the hyperprior fill (a Gaussian low-pass), 0.02 s;
             see :mod:`sdc.compose.smooth` for the measurements behind it
 "learned"   offline default: a network trained on this codec's own partial
             decodes (:mod:`sdc.compose.learned`), ONNX Runtime,
-            deterministic, ~0.2 s, its weights shipped and hash-checked in
+            deterministic, 0.12 s, its weights shipped and hash-checked in
             ``weights/``; it beats "smooth" on a feature distance to the
             originals and on detection (``benchmarks/compose_tasks.py``)
 "diffusion" text-guided inpainting with a diffusers inpainting pipeline,
