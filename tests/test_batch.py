@@ -112,7 +112,10 @@ def test_a_stopped_batch_leaves_only_complete_outputs_and_no_workers(tmp_path, s
     inputs = sorted((COCO / "train2017").glob("*.jpg"))[:60]
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "sdc", "encode", *map(str, inputs), "-o", f"{out}/", "-q", "2",
-                             "-j", "2", "--quiet"], start_new_session=True, stderr=subprocess.PIPE, text=True)
+                             "-j", "2", "--quiet"], start_new_session=True, stderr=subprocess.PIPE, text=True,
+                            # as in a terminal: a shell that runs the tests in the background (`&`)
+                            # hands its children SIGINT ignored, and Python then keeps it ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("*.sdc"))) < 3:  # the workers are running
         time.sleep(0.2)
