@@ -53,7 +53,7 @@ def test_any_size_and_noise_from_a_fixed_seed():
 
 
 @pytest.mark.parametrize("damage", ["tamper", "no_manifest", "no_onnx"])
-def test_broken_weights_are_one_line_bad_input(tmp_path, photo_l1, damage):
+def test_broken_weights_are_one_line_bad_input(tmp_path, photo_l1, damage, monkeypatch):
     _, decoded, missing = photo_l1
     weights = tmp_path / "weights"
     weights.mkdir()
@@ -65,8 +65,9 @@ def test_broken_weights_are_one_line_bad_input(tmp_path, photo_l1, damage):
         (weights / "composer.onnx").write_bytes(bytes(data))
     else:
         (weights / (MANIFEST if damage == "no_manifest" else "composer.onnx")).unlink()
+    monkeypatch.setenv("SDC_WEIGHTS", str(weights))  # the codec's weights folder is the composer's too
     with pytest.raises(BadInputError) as e:
-        learned_compose(decoded, missing, weights=weights)
+        compose(decoded, missing, composer="learned")
     assert "\n" not in str(e.value) and "learned composer" in str(e.value)
 
 

@@ -4,7 +4,8 @@ It takes the partial decode (the hyperprior fill in the missing regions) and
 the missing mask, and returns the picture with the missing pixels completed;
 the decoded pixels are kept byte for byte. The network
 (:class:`sdc.training.composer_net.ComposerNet`) runs on ONNX Runtime from
-``weights/composer.onnx``, whose sha256 the manifest ``weights/composer.json``
+``composer.onnx`` in the codec's weights folder ($SDC_WEIGHTS, else the
+repository's ``weights/``), whose sha256 the manifest ``composer.json``
 records (with the training settings); a file that does not match is refused.
 How it was trained: :mod:`sdc.training.composer_train`. What it buys:
 ``benchmarks/compose_tasks.py``.
@@ -23,7 +24,6 @@ import numpy as np
 
 from sdc.errors import BadInputError
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 ONNX_FILE = "composer.onnx"
 MANIFEST = "composer.json"
 MULTIPLE = 16  # the network's input sides are multiples of this
@@ -70,7 +70,9 @@ def learned_compose(rgb: np.ndarray, missing: np.ndarray, *, weights: str | Path
     """`rgb` with its `missing` pixels completed by the network (see the module docstring)."""
     from sdc.models.onnx_transforms import default_threads
 
-    session = _session(str(Path(weights) if weights else WEIGHTS_DIR), threads or default_threads())
+    from sdc.models.weights import default_weights_dir
+
+    session = _session(str(Path(weights) if weights else default_weights_dir()), threads or default_threads())
     x, (h, w) = padded(rgb, missing)
     picture = session.run(None, {"input": x})[0][0, :, :h, :w].transpose(1, 2, 0)
     result = rgb.copy()
@@ -80,4 +82,6 @@ def learned_compose(rgb: np.ndarray, missing: np.ndarray, *, weights: str | Path
 
 def weights_digest(weights: str | Path | None = None) -> str:
     """sha256 of the composer's manifest (names the weights in benchmark caches)."""
-    return hashlib.sha256((Path(weights or WEIGHTS_DIR) / MANIFEST).read_bytes()).hexdigest()
+    from sdc.models.weights import default_weights_dir
+
+    return hashlib.sha256((Path(weights or default_weights_dir()) / MANIFEST).read_bytes()).hexdigest()
