@@ -47,16 +47,7 @@ class MobilenetJudge(TM.MobilenetClassifier):
     """MobileNetV2's top-1 and its pooled features from one run (all tensors kept to read AvgPool)."""
 
     def __init__(self):
-        import warnings
-
-        from ai_edge_litert.interpreter import Interpreter
-
-        super().__init__()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the "debugging only" note of preserve_all_tensors
-            self.model.interpreter = Interpreter(model_path=self.model.path, num_threads=1,
-                                                 experimental_preserve_all_tensors=True)
-        self.model.interpreter.allocate_tensors()
+        super().__init__(keep_tensors=True)
         details = {d["name"]: d for d in self.model.interpreter.get_tensor_details()}
         self.pooled = details[POOLED]
 

@@ -77,15 +77,22 @@ def resize(rgb: np.ndarray, w: int, h: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- TFLite
 class TfliteModel:
-    """One interpreter with one thread; run(x) takes an (H, W, 3) uint8 image of the input size."""
+    """One interpreter with one thread; run(x) takes an (H, W, 3) uint8 image of the input size.
 
-    def __init__(self, path: Path):
+    keep_tensors: keep every intermediate tensor readable after run() (for features)."""
+
+    def __init__(self, path: Path, keep_tensors: bool = False):
+        import warnings
+
         from ai_edge_litert.interpreter import Interpreter
 
         if not Path(path).is_file():
             raise FileNotFoundError(f"task model not found: {path} (set SDC_SHARED)")
         self.path = str(path)
-        self.interpreter = Interpreter(model_path=self.path, num_threads=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # preserve_all_tensors' "for debugging only" note
+            self.interpreter = Interpreter(model_path=self.path, num_threads=1,
+                                           experimental_preserve_all_tensors=keep_tensors)
         self.interpreter.allocate_tensors()
         inp = self.interpreter.get_input_details()[0]
         if inp["dtype"] != np.uint8 or len(inp["shape"]) != 4 or inp["shape"][3] != 3:
@@ -325,8 +332,8 @@ class MobilenetClassifier:
 
     VERSION = "mobilenet v1: central 87.5% crop, PIL bilinear to input size; argmax"
 
-    def __init__(self, path: Path = MOBILENET_PATH):
-        self.model = TfliteModel(path)
+    def __init__(self, path: Path = MOBILENET_PATH, keep_tensors: bool = False):
+        self.model = TfliteModel(path, keep_tensors)
         self.name = f"tflite({Path(path).name})"
         self.fingerprint = f"{self.VERSION}|{file_sha(str(path))}"
 

@@ -16,3 +16,9 @@ def latent_shape(height: int, width: int) -> tuple[int, int]:
         -(-height // PAD_MULTIPLE) * (PAD_MULTIPLE // LATENT_STRIDE),
         -(-width // PAD_MULTIPLE) * (PAD_MULTIPLE // LATENT_STRIDE),
     )
+
+
+def cells_to_pixels(cells, height: int, width: int):
+    """An (h, w) array over latent positions (a region map, a mask of missing cells) as an
+    (height, width) array over the image's pixels (numpy's own methods: no import here)."""
+    return cells.repeat(LATENT_STRIDE, 0).repeat(LATENT_STRIDE, 1)[:height, :width]

@@ -212,15 +212,13 @@ def levels_with_cells(region_map: np.ndarray) -> set[str]:
 
 def missing_pixel_mask(sdc: SdcFile, decoded: tuple[str, ...]) -> np.ndarray:
     """(H, W) bool: pixels whose level was not decoded (filled from the hyperprior)."""
+    from sdc.geometry import cells_to_pixels
     from sdc.levels import LEVEL_INDEX
-    from sdc.geometry import LATENT_STRIDE
 
     have = np.zeros(len(LEVELS), bool)
     for lv in decoded:
         have[LEVEL_INDEX[lv]] = True
-    cell_missing = ~have[sdc.region_map]
-    full = np.repeat(np.repeat(cell_missing, LATENT_STRIDE, 0), LATENT_STRIDE, 1)
-    return full[: sdc.header.height, : sdc.header.width]
+    return cells_to_pixels(~have[sdc.region_map], sdc.header.height, sdc.header.width)
 
 
 def open_sdc(data: bytes, *, levels: tuple[str, ...] | None = None,

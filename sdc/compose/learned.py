@@ -27,6 +27,7 @@ from sdc.errors import BadInputError
 ONNX_FILE = "composer.onnx"
 MANIFEST = "composer.json"
 MULTIPLE = 16  # the network's input sides are multiples of this
+EXPORT_HINT = "python -m sdc.training.composer_train --export RUN writes it"
 NOISE_SEED = 0  # the noise channel's: fixed, so that a picture always composes the same
 
 
@@ -49,19 +50,18 @@ def _session(folder: str, threads: int):
     import onnxruntime as ort
 
     from sdc.models.onnx_transforms import session_options
+    from sdc.models.weights import read_checked
 
     root = Path(folder)
     try:
         manifest = json.loads((root / MANIFEST).read_text())
-        path = root / manifest["file"]
-        data = path.read_bytes()  # hashed and used from the same bytes
-    except FileNotFoundError as exc:
-        raise BadInputError(f"learned composer: {exc.filename} not found (python -m "
-                            "sdc.training.composer_train --export RUN writes it)") from None
-    except (KeyError, TypeError, ValueError) as exc:
+    except FileNotFoundError:
+        raise BadInputError(f"learned composer: {root / MANIFEST} not found ({EXPORT_HINT})") from None
+    except (OSError, ValueError) as exc:
         raise BadInputError(f"learned composer: unreadable manifest {root / MANIFEST}: {exc}") from None
-    if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
-        raise BadInputError(f"learned composer: {path} does not match its manifest's sha256")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("file"), str):
+        raise BadInputError(f"learned composer: {root / MANIFEST} names no ONNX file ({EXPORT_HINT})")
+    data = read_checked(root, manifest, "learned composer", hint=EXPORT_HINT)
     return ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
 
 

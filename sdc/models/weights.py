@@ -137,22 +137,24 @@ def runtime_files(directory: Path, manifest: dict | None = None) -> dict[str, di
     return runtime["files"]
 
 
-def read_checked(directory: Path, entry: dict | None, what: str) -> bytes:
-    """The bytes of a runtime file after checking their sha256 against its manifest entry."""
+def read_checked(directory: Path, entry: dict | None, what: str, hint: str | None = None) -> bytes:
+    """The bytes of a runtime file after checking their sha256 against its manifest entry.
+    hint: what to run to make the file (default: the codec's export, :func:`export_hint`)."""
     directory = Path(directory)
+    hint = hint or export_hint(directory)
     if entry is None:
-        raise BadInputError(f"{directory / MANIFEST_FILE} lists no {what}: {export_hint(directory)}")
+        raise BadInputError(f"{directory / MANIFEST_FILE} lists no {what}: {hint}")
     path = directory / entry["file"]
     try:
         data = path.read_bytes()  # hashed and used from the same bytes
     except FileNotFoundError:
-        raise BadInputError(f"{what} {path} not found: {export_hint(directory)}") from None
+        raise BadInputError(f"{what} {path} not found: {hint}") from None
     except OSError as exc:
         raise BadInputError(f"unreadable {what} {path}: {exc}") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.get("sha256"):
         raise BadInputError(f"{what} {path} does not match the weights' manifest (sha256 {digest[:16]}…, "
-                            f"expected {str(entry.get('sha256'))[:16]}…): {export_hint(directory)}")
+                            f"expected {str(entry.get('sha256'))[:16]}…): {hint}")
     return data
 
 

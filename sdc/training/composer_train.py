@@ -35,7 +35,7 @@ CROP = 192
 
 def load_samples(folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """[(original (H, W, 3), partial (H, W, 3), missing pixels (H, W))] of every .npz in `folder`."""
-    from sdc.geometry import LATENT_STRIDE
+    from sdc.geometry import cells_to_pixels
 
     samples = []
     for path in sorted(folder.glob("*.npz")):
@@ -43,8 +43,7 @@ def load_samples(folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]
             original, partials, cells = npz["original"], npz["partial"], npz["missing_cells"]
         h, w = original.shape[:2]
         for partial, missing in zip(partials, cells):
-            pixels = np.repeat(np.repeat(missing, LATENT_STRIDE, 0), LATENT_STRIDE, 1)[:h, :w]
-            samples.append((original, partial, pixels))
+            samples.append((original, partial, cells_to_pixels(missing, h, w)))
     if not samples:
         raise SystemExit(f"no .npz samples in {folder}")
     return samples
