@@ -109,9 +109,15 @@ def test_training_end_to_end_on_real_partial_decodes(tmp_path, codec, shared):
                                 "--steps", "3", "--batch", "2", "--crop", "96"]) == 0
     log = json.loads((run / "train.json").read_text())
     assert log["steps"] == 3 and (run / "discriminator.safetensors").exists()
+    resumed = tmp_path / "resumed"
+    assert composer_train.main(["--data", str(data), "--val", str(data), "--run", str(resumed), "--init", str(run),
+                                "--texture", "2", "--steps", "0", "--crop", "96"]) == 0
+    resumed_log = json.loads((resumed / "train.json").read_text())
+    assert resumed_log["history"][0]["val_l1"] == log["history"][-1]["val_l1"] and resumed_log["total_steps"] == 3
     assert composer_train.main(["--export", str(run), "--out", str(out)]) == 0
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["steps"] == 3 and manifest["crop"] == 96
+    assert f"the hyperprior fill's {log['fill_val_l1']:.2f}" in manifest["validation"]
 
     net = ComposerNet()
     net.load_state_dict(load_file(str(run / "composer.safetensors")))

@@ -18,6 +18,7 @@ A sample is (original, partial decode, missing cells). The files are one
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 from sdc.levels import LEVELS
 
 SUBSETS: tuple[tuple[str, ...], ...] = (("L1",), ("L1", "L2"), ("L1", "L2", "L3"))
+SOURCE = "source.json"
 HYPERPRIOR_ONLY_SHARE = 0.15  # photos that also get a decode with no level at all
 
 
@@ -100,6 +102,8 @@ def main(argv=None) -> int:
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(p, args.out, args.seed * 100_003 + i) for i, p in enumerate(paths)]
+    # what the samples were made from, for the trained composer's manifest
+    (args.out / SOURCE).write_text(json.dumps({"images": str(args.images), "photos": len(paths), "seed": args.seed}))
     os.environ.setdefault("SDC_THREADS", "1")
     if args.workers > 1:
         import multiprocessing as mp

@@ -8,20 +8,18 @@ Data flow of :class:`ComposerNet` (H, W multiples of 16)::
       -> conv s2 -> H/16 -> dilated res blocks (1, 2, 4)  (receptive field ~ 300 px)
       -> pixel shuffle up to H/8, + skip8 -> conv -> res
       -> pixel shuffle up to H/4, + skip4 -> conv -> res
-      -> head -> 3 ch residual, added to the partial decode
+      -> head (x2, 3x3 conv, x2, 3x3 conv) -> 3 ch residual, added to the partial decode
 
-Heads (``head``): "shuffle" is a 1x1 conv to 48 ch and a pixel shuffle by 4;
-"progressive" goes up by 2 twice (pixel shuffle, then a 3x3 conv at H/2 and at
-H). A GAN-trained "shuffle" head paints a pattern with the period of its 4x4
-blocks; the 3x3 convs at the finer scales smooth the seams between blocks.
+The head goes up by 2 twice (pixel shuffle, then a 3x3 conv at H/2 and at H),
+so that neighbouring 4x4 blocks blend instead of repeating one pattern.
 
 The noise channel (standard normal) gives the network something to shape into
 texture; training draws it afresh, the runtime from a fixed seed, so the
-composer stays deterministic. The network sees the whole partial decode but is trained, and used, only for
-the missing pixels: the caller keeps the decoded ones (:mod:`sdc.compose.learned`).
-It works at a quarter of the resolution and below so that a 768x512 picture
-costs about 8 GFLOP (well under a second on two cores with ONNX Runtime), and
-its 48 outputs per 4x4 block still give it every pixel of texture.
+composer stays deterministic. The network sees the whole partial decode but is
+trained, and used, only for the missing pixels: the caller keeps the decoded
+ones (:mod:`sdc.compose.learned`). Its body works at a quarter of the
+resolution and below, so that a 768x512 picture costs about 9.5 GFLOP (well
+under a second on two cores with ONNX Runtime); the head still sets every pixel.
 """
 from __future__ import annotations
 
@@ -65,26 +63,20 @@ class Up(nn.Module):
 class ComposerNet(nn.Module):
     """(N, 5, H, W) [partial decode in 0..1, missing mask 0/1, noise] -> (N, 3, H, W) picture in 0..1."""
 
-    def __init__(self, widths: tuple[int, int, int] = WIDTHS, dilations: tuple[int, ...] = DILATIONS,
-                 head: str = "progressive"):
+    def __init__(self, widths: tuple[int, int, int] = WIDTHS, dilations: tuple[int, ...] = DILATIONS):
         super().__init__()
         c4, c8, c16 = widths
-        self.widths, self.dilations, self.head_kind = tuple(widths), tuple(dilations), head
+        self.widths, self.dilations = tuple(widths), tuple(dilations)
         self.stem = nn.Sequential(nn.Conv2d(16 * IN_CHANNELS, c4, 3, padding=1), _act(), ResBlock(c4))
         self.down8 = nn.Sequential(nn.Conv2d(c4, c8, 3, stride=2, padding=1), _act(), ResBlock(c8))
         self.down16 = nn.Sequential(nn.Conv2d(c8, c16, 3, stride=2, padding=1), _act(),
                                     *[ResBlock(c16, d) for d in dilations])
         self.up8 = Up(c16, c8)
         self.up4 = Up(c8, c4)
-        if head == "shuffle":
-            self.head = nn.Conv2d(c4, 48, 1)  # then pixel_shuffle(4) in forward
-        elif head == "progressive":
-            self.head = nn.Sequential(
-                nn.Conv2d(c4, 64, 1), nn.PixelShuffle(2), _act(), nn.Conv2d(16, 16, 3, padding=1), _act(),
-                nn.Conv2d(16, 32, 1), nn.PixelShuffle(2), _act(), nn.Conv2d(8, 3, 3, padding=1))
-        else:
-            raise ValueError(f"unknown head {head!r}")
-        last = self.head if head == "shuffle" else self.head[-1]
+        self.head = nn.Sequential(
+            nn.Conv2d(c4, 64, 1), nn.PixelShuffle(2), _act(), nn.Conv2d(16, 16, 3, padding=1), _act(),
+            nn.Conv2d(16, 32, 1), nn.PixelShuffle(2), _act(), nn.Conv2d(8, 3, 3, padding=1))
+        last = self.head[-1]
         nn.init.zeros_(last.weight)  # starts as the identity: the partial decode itself
         nn.init.zeros_(last.bias)
 
@@ -93,10 +85,7 @@ class ComposerNet(nn.Module):
         s4 = self.stem(F.pixel_unshuffle(torch.cat([x[:, :4] - 0.5, x[:, 4:]], 1), 4))
         s8 = self.down8(s4)
         s16 = self.down16(s8)
-        h = self.up4(self.up8(s16, s8), s4)
-        if self.head_kind == "shuffle":
-            return rgb + F.pixel_shuffle(self.head(h), 4)
-        return rgb + self.head(h)
+        return rgb + self.head(self.up4(self.up8(s16, s8), s4))
 
 
 class PatchDiscriminator(nn.Module):

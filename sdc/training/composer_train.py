@@ -2,16 +2,17 @@
 
 The codec (encoder, hyperprior and g_s) stays frozen: the samples are its own
 partial decodes. The composer learns to complete the missing pixels from the
-decoded ones and the hyperprior fill. Its loss is an L1 distance to the original
-over the missing pixels, plus, with ``--adv W``, W times a hinge GAN loss from a
-patch discriminator (:class:`~sdc.training.composer_net.PatchDiscriminator`):
-the L1 term alone learns the conditional mean, which is blur again. The
-shipped network is ``--adv 0.003`` with the "progressive" head: of the losses
-and heads compared on ``benchmarks/compose_tasks.py`` (docs/experiments.md),
-the one closest to real photos in MobileNetV2 features without losing on
-the tasks.
+decoded ones and the hyperprior fill. Its loss
+(:mod:`sdc.training.composer_losses`), over the missing pixels, is an L1
+distance to the original, plus ``--texture W`` times a loss on the amount of
+fine detail and ``--adv W`` times a hinge GAN loss from a patch discriminator
+(:class:`~sdc.training.composer_net.PatchDiscriminator`): the L1 term alone
+learns the conditional mean, which is blur again. ``--init RUN`` starts from
+another run's networks. The shipped network's settings are in its manifest;
+docs/experiments.md compares the losses on ``benchmarks/compose_tasks.py``.
 
-    python -m sdc.training.composer_train --data DIR --val DIR --run RUN [--adv 0.01] [--minutes 50] [--steps N]
+    python -m sdc.training.composer_train --data DIR --val DIR --run RUN [--adv 0.003] [--texture 0.5] [--init RUN]
+        [--minutes 50] [--steps N]
     python -m sdc.training.composer_train --export RUN --out weights/
 
 Every few minutes the run directory gets ``composer.safetensors`` (the
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 CROP = 192
+CROP_MULTIPLE = 32  # the texture loss's coarsest band pools 32x32 pixels
 
 
 def load_samples(folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -75,10 +77,6 @@ def batch(samples, rng: np.random.Generator, size: int, crop: int = CROP):
     return tuple(torch.from_numpy(np.stack(a)) for a in (inputs, targets, masks))
 
 
-def hole_l1(out, target, mask):
-    return ((out - target).abs() * mask).sum() / (3 * mask.sum()).clamp_min(1.0)
-
-
 def validate(net, samples) -> float:
     """Mean absolute error (0..255) over the missing pixels of the validation samples, whole pictures."""
     import torch
@@ -94,39 +92,66 @@ def validate(net, samples) -> float:
     return float(np.mean(errors))
 
 
+def fill_error(samples) -> float:
+    """validate()'s figure for the hyperprior fill itself (no composer)."""
+    return float(np.mean([np.abs(partial.astype(np.float32) - original)[missing].mean()
+                          for original, partial, missing in samples]))
+
+
+def describe(folder: Path, samples: int) -> str:
+    """Where a sample folder came from (its composer_data source.json), for the manifest."""
+    from sdc.training.composer_data import SOURCE
+
+    try:
+        source = json.loads((Path(folder) / SOURCE).read_text())
+        return f"partial decodes of {source['images']} ({source['photos']} photos, {samples} samples)"
+    except (OSError, ValueError, KeyError):
+        return f"partial decodes in {folder} ({samples} samples)"
+
+
 def train(args) -> None:
     import torch
     from safetensors.torch import save_file
 
+    from sdc.training import composer_losses as losses
     from sdc.training.composer_net import ComposerNet, PatchDiscriminator
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     samples, val = load_samples(args.data), load_samples(args.val)
-    net = ComposerNet(head=args.head)
+    net = ComposerNet()
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.5, 0.999))
     disc = PatchDiscriminator() if args.adv > 0 else None
+    if args.init:
+        _load(net, args.init / "composer.safetensors")
+        if disc and (args.init / "discriminator.safetensors").exists():
+            _load(disc, args.init / "discriminator.safetensors")
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999)) if disc else None
     args.run.mkdir(parents=True, exist_ok=True)
-    log = {"settings": {k: str(v) for k, v in vars(args).items()}, "samples": len(samples), "history": []}
+    log = {"settings": {k: str(v) for k, v in vars(args).items()}, "samples": len(samples),
+           "val_samples": len(val), "fill_val_l1": fill_error(val), "history": []}
+    before = json.loads((args.init / "train.json").read_text()) if args.init else {}
+    log["init"] = {"steps": before.get("total_steps", 0), "minutes": before.get("total_minutes", 0.0)}
     start, last_save, step, decayed = time.monotonic(), -float("inf"), 0, False
-    sums = np.zeros(3)
+    sums = np.zeros(4)
     while True:
         done = time.monotonic() - start >= 60 * args.minutes or (args.steps is not None and step >= args.steps)
         if done or time.monotonic() - last_save >= 300:
             entry = {"step": step, "minutes": (time.monotonic() - start) / 60,
-                     "l1": sums[0] / max(sums[2], 1), "adv": sums[1] / max(sums[2], 1),
+                     **{k: sums[i] / max(sums[3], 1) for i, k in enumerate(("l1", "texture", "adv"))},
                      "val_l1": validate(net.eval(), val)}
             net.train()
             log["history"].append(entry)
             log["steps"] = step
+            log["total_steps"] = step + log["init"]["steps"]
+            log["total_minutes"] = entry["minutes"] + log["init"]["minutes"]
             print(json.dumps(entry), flush=True)
             save_file(net.state_dict(), str(args.run / "composer.safetensors"))
             if disc:
                 save_file(disc.state_dict(), str(args.run / "discriminator.safetensors"))
             (args.run / "train.json").write_text(json.dumps(log, indent=1))
-            last_save, sums = time.monotonic(), np.zeros(3)
+            last_save, sums = time.monotonic(), np.zeros(4)
             if done:
                 return
         if not decayed and time.monotonic() - start >= 0.8 * 60 * args.minutes:
@@ -135,23 +160,26 @@ def train(args) -> None:
                 group["lr"] = args.lr / 5
         x, target, mask = batch(samples, rng, args.batch, args.crop)
         composed = torch.where(mask > 0, net(x), x[:, :3])
-        loss = l1 = hole_l1(composed, target, mask)
-        adv = torch.zeros(())
-        if disc:
-            fake = disc(composed, mask)
-            adv = -(fake * mask[:, :, ::8, ::8]).sum() / mask[:, :, ::8, ::8].sum().clamp_min(1.0)
-            loss = l1 + args.adv * adv
+        l1 = losses.hole_l1(composed, target, mask)
+        texture = losses.texture_loss(composed, target, mask) if args.texture else torch.zeros(())
+        adv = losses.generator_hinge(disc(composed, mask), mask) if disc else torch.zeros(())
+        loss = l1 + args.texture * texture + args.adv * adv
         opt.zero_grad()
         loss.backward()
         opt.step()
         if disc:
-            real_score, fake_score = disc(target, mask), disc(composed.detach(), mask)
-            loss_d = torch.relu(1 - real_score).mean() + torch.relu(1 + fake_score).mean()
+            loss_d = losses.discriminator_hinge(disc(target, mask), disc(composed.detach(), mask))
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()
-        sums += (l1.item(), adv.item(), 1)
+        sums += (l1.item(), texture.item(), adv.item(), 1)
         step += 1
+
+
+def _load(module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(path)))
 
 
 def export(run: Path, out: Path) -> None:
@@ -163,7 +191,7 @@ def export(run: Path, out: Path) -> None:
     from sdc.training.composer_net import ComposerNet
 
     log = json.loads((run / "train.json").read_text())
-    net = ComposerNet(head=log["settings"].get("head", "shuffle"))
+    net = ComposerNet()
     net.load_state_dict(load_file(str(run / "composer.safetensors")))
     net.eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -178,13 +206,16 @@ def export(run: Path, out: Path) -> None:
     settings = log["settings"]
     manifest = {
         "format": "sdc-composer", "format_version": 1, "file": ONNX_FILE, "sha256": digest,
-        "network": {"name": "ComposerNet", "widths": list(net.widths), "dilations": list(net.dilations),
-                    "head": net.head_kind},
+        "network": {"name": "ComposerNet", "widths": list(net.widths), "dilations": list(net.dilations)},
         "layout": "NCHW float32, batch 1, [partial decode 0..1, missing mask, noise], sides multiples of 16",
-        "loss": f"L1 over missing pixels + {settings['adv']} x hinge GAN (patch discriminator)",
-        "steps": log["steps"], "batch": int(settings["batch"]), "crop": int(settings["crop"]), "samples": log["samples"],
-        "data": f"partial decodes of {settings['data']} by the shipped codec (sdc.training.composer_data)",
-        "validation_l1": log["history"][-1]["val_l1"],
+        "loss": f"L1 over missing pixels + {settings.get('texture', 0)} x texture (band contrast) + "
+                f"{settings['adv']} x hinge GAN (patch discriminator)",
+        "steps": log["total_steps"], "batch": int(settings["batch"]), "crop": int(settings["crop"]),
+        "samples": log["samples"],
+        "data": describe(settings["data"], log["samples"]) + " by the shipped codec (python -m sdc.training.composer_data)",
+        "validation": f"{describe(settings['val'], log['val_samples'])}: mean absolute error in the holes "
+                      f"{log['history'][-1]['val_l1']:.2f} (0..255); the hyperprior fill's {log['fill_val_l1']:.2f}",
+        "trained": f"{log['total_minutes']:.0f} min on {settings['threads']} CPU thread(s)",
         "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -196,12 +227,13 @@ def main(argv=None) -> int:
     parser.add_argument("--val", type=Path)
     parser.add_argument("--run", type=Path)
     parser.add_argument("--adv", type=float, default=0.0, help="weight of the GAN loss (0: L1 alone)")
-    parser.add_argument("--head", choices=("progressive", "shuffle"), default="progressive",
-                        help="the network's upsampling head (sdc.training.composer_net)")
+    parser.add_argument("--texture", type=float, default=0.0,
+                        help="weight of the texture loss (sdc.training.composer_losses.texture_loss)")
+    parser.add_argument("--init", type=Path, metavar="RUN", help="start from RUN's networks (and its discriminator)")
     parser.add_argument("--minutes", type=float, default=50)
     parser.add_argument("--steps", type=int, help="stop after this many steps (or --minutes, whichever first)")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=CROP, help="training crop side, a multiple of 16")
+    parser.add_argument("--crop", type=int, default=CROP, help=f"training crop side, a multiple of {CROP_MULTIPLE}")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -212,8 +244,8 @@ def main(argv=None) -> int:
         export(args.export, args.out)
     elif not (args.data and args.val and args.run):
         parser.error("training needs --data, --val and --run")
-    elif args.crop % 16:
-        parser.error("--crop must be a multiple of 16")
+    elif args.crop % CROP_MULTIPLE:
+        parser.error(f"--crop must be a multiple of {CROP_MULTIPLE}")
     else:
         train(args)
     return 0
