@@ -69,7 +69,6 @@ def learned_compose(rgb: np.ndarray, missing: np.ndarray, *, weights: str | Path
                     threads: int | None = None) -> np.ndarray:
     """`rgb` with its `missing` pixels completed by the network (see the module docstring)."""
     from sdc.models.onnx_transforms import default_threads
-
     from sdc.models.weights import default_weights_dir
 
     session = _session(str(Path(weights) if weights else default_weights_dir()), threads or default_threads())
